@@ -1,0 +1,60 @@
+"""Shared fixtures: small subsets of the real data (../shared/data), tiny models, temp MLflow stores."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+SHARED = Path(os.environ.get("HWR_SHARED_DATA", ROOT.parent / "shared" / "data"))
+DHSD = SHARED / "dhsd"
+HOOKER = SHARED / "hooker"
+
+# A tiny CRNN that trains in seconds on a CPU.
+TINY_MODEL = dict(img_height=32, img_width=128, conv_filters="16,32", dense_units=32, dropout=0.0,
+                  lstm1_units=32, lstm2_units=32, kernel_size=3)
+
+
+def write_subset(source: Path, out_csv: Path, per_split: dict[str, int], seed: int = 0) -> Path:
+    """A labels CSV holding the first rows of each split of a shared data set (images stay in place)."""
+    table = pd.read_csv(source / "labels.csv", dtype=str, keep_default_na=False)
+    parts = [table[table.split == split].head(n) for split, n in per_split.items()]
+    pd.concat(parts).to_csv(out_csv, index=False)
+    return out_csv
+
+
+@pytest.fixture(autouse=True)
+def _quiet_tf(monkeypatch):
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@pytest.fixture
+def tracking_uri(tmp_path, monkeypatch):
+    """A fresh sqlite tracking store (artifacts beside it) set for this test and its subprocesses."""
+    import mlflow
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.chdir(tmp_path)
+    mlflow.set_tracking_uri(uri)
+    yield uri
+    mlflow.set_tracking_uri(None)
+
+
+@pytest.fixture
+def dhsd_subset(tmp_path) -> Path:
+    """Labels CSV of 32 train / 16 val / 16 test DHSD rows (use with ``data=DHSD``)."""
+    return write_subset(DHSD, tmp_path / "dhsd_subset.csv", {"train": 32, "val": 16, "test": 16})
+
+
+def tiny_config(labels: Path, data: Path = DHSD, **changes):
+    """A TrainConfig for a tiny model on a subset CSV."""
+    from hwr.config import TrainConfig
+
+    return TrainConfig().replace(**{"data": str(data), "labels": str(labels), "epochs": 1, "patience": 0,
+                                    "batch_size": 16, **TINY_MODEL, **changes}).validate()
