@@ -185,3 +185,72 @@ class TrainConfig:
             model=dataclasses.replace(self.model, **nested["model"]),
             **top,
         )
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """Everything one ``finetune`` run needs: adapt a registered *full* model to new data.
+
+    Attributes:
+        base_model: MLflow URI of a full model (``models:/NAME/VERSION``, ``models:/NAME@alias``,
+            ``runs:/RUN_ID/full_model``); its input geometry and charset are kept.
+        head_epochs, head_lr: phase 1 (layers up to ``freeze_until`` frozen); 0 epochs skips it.
+        full_epochs, full_lr: phase 2 (all layers trainable, usually a lower rate); 0 skips it.
+        patience: per phase, epochs without a better ``val_cer`` before stopping (0 = never).
+        freeze_until: layer name; it and every layer before it are frozen in phase 1.
+            ``auto`` = the last recurrent layer, so only the output layer trains.
+        batch_size, seed, augment, model_name, full_model_name, register: as in :class:`TrainConfig`.
+    """
+
+    base_model: str = "models:/hwr-crnn-full@champion"
+    data: DataConfig = field(default_factory=DataConfig)
+    head_epochs: int = 5
+    head_lr: float = 1e-3
+    full_epochs: int = 15
+    full_lr: float = 1e-4
+    patience: int = 5
+    freeze_until: str = "auto"
+    batch_size: int = 32
+    seed: int = 42
+    augment: bool = True
+    model_name: str = "hwr-crnn"
+    full_model_name: str = "hwr-crnn-full"
+    register: bool = True
+
+    def validate(self) -> "FinetuneConfig":
+        self.data.validate()
+        if not self.base_model.strip():
+            raise ConfigError("base_model is empty: give a model URI such as models:/hwr-crnn-full@champion")
+        for name in ("head_lr", "full_lr"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name}={getattr(self, name)}: expected a positive learning rate")
+        for name in ("head_epochs", "full_epochs", "patience"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name}={getattr(self, name)}: expected 0 or a positive integer")
+        if self.head_epochs + self.full_epochs == 0:
+            raise ConfigError("head_epochs and full_epochs are both 0: nothing to train")
+        if self.batch_size <= 0:
+            raise ConfigError(f"batch_size={self.batch_size}: expected a positive integer")
+        return self
+
+    def flat_params(self) -> dict[str, object]:
+        """All parameters as one flat dict (the names of the MLproject parameters)."""
+        flat = {k: v for k, v in dataclasses.asdict(self).items() if k != "data"}
+        return {"base_model": flat.pop("base_model"), **dataclasses.asdict(self.data), **flat}
+
+    def replace(self, **changes) -> "FinetuneConfig":
+        """A copy with flat parameter names changed (``head_lr=...``, ``data=...``, ...)."""
+        data_fields = {f.name for f in dataclasses.fields(DataConfig)}
+        top_fields = {f.name for f in dataclasses.fields(FinetuneConfig)} - {"data"}
+        unknown = set(changes) - data_fields - top_fields
+        if unknown:
+            raise ConfigError(f"unknown parameter {sorted(unknown)[0]!r}")
+        data = dataclasses.replace(self.data, **{k: v for k, v in changes.items() if k in data_fields})
+        return dataclasses.replace(self, data=data, **{k: v for k, v in changes.items() if k in top_fields})
+
+    def train_config(self, model: ModelConfig) -> TrainConfig:
+        """The TrainConfig of the shared training steps (pipelines, registration) for ``model``."""
+        return TrainConfig(data=self.data, model=model, lr=self.full_lr, batch_size=self.batch_size,
+                           epochs=max(self.head_epochs + self.full_epochs, 1), patience=self.patience,
+                           seed=self.seed, augment=self.augment, model_name=self.model_name,
+                           full_model_name=self.full_model_name, register=self.register)

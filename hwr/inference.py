@@ -7,7 +7,7 @@ import keras
 import numpy as np
 
 from hwr.charset import Charset
-from hwr.decode import greedy_decode
+from hwr.decode import decode
 
 
 def predict_probs(model: keras.Model, images: np.ndarray, batch_size: int = 64) -> list[np.ndarray]:
@@ -23,9 +23,10 @@ def predict_probs(model: keras.Model, images: np.ndarray, batch_size: int = 64) 
             for i in range(0, len(images), batch_size)]
 
 
-def transcribe(model: keras.Model, charset: Charset, images: np.ndarray,
-               batch_size: int = 64) -> tuple[list[str], np.ndarray]:
-    """Greedy transcription of ``(n, height, width, 1)`` float32 images.
+def transcribe(model: keras.Model, charset: Charset, images: np.ndarray, batch_size: int = 64,
+               decoder: str = "greedy", beam_width: int = 10) -> tuple[list[str], np.ndarray]:
+    """Transcription of ``(n, height, width, 1)`` float32 images; ``decoder`` is ``greedy``
+    (default) or ``beam`` (with ``beam_width``), see :func:`hwr.decode.decode`.
 
     Returns:
         ``n`` texts and ``(n,)`` float32 confidences in [0, 1].
@@ -33,7 +34,7 @@ def transcribe(model: keras.Model, charset: Charset, images: np.ndarray,
     texts: list[str] = []
     confidences: list[np.ndarray] = []
     for probs in predict_probs(model, images, batch_size):
-        batch_texts, batch_conf = greedy_decode(probs, charset)
+        batch_texts, batch_conf = decode(probs, charset, decoder, beam_width)
         texts.extend(batch_texts)
         confidences.append(batch_conf)
     return texts, (np.concatenate(confidences) if confidences else np.zeros(0, np.float32))

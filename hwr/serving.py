@@ -18,6 +18,7 @@ import pandas as pd
 from hwr.preprocess import ImageDecodeError, decode_image, fit_to_geometry
 
 IMAGE_COLUMN = "image"
+DEFAULT_PARAMS = {"decoder": "greedy", "beam_width": 10}  # inference params of predict()
 
 
 class InvalidImageError(ValueError):
@@ -75,9 +76,18 @@ class HwrPredictionModel(mlflow.pyfunc.PythonModel):
         return np.stack(images)[..., np.newaxis] if images else np.zeros((0, self.height, self.width, 1), np.float32)
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
+        """``params`` (optional): ``decoder`` (``greedy``, the default, or ``beam``) and
+        ``beam_width`` (int, default 10).
+
+        Raises:
+            InvalidImageError: no ``image`` column, or a row that is not a decodable image.
+            ValueError: an unknown ``decoder``.
+        """
         from hwr.inference import transcribe
 
         if IMAGE_COLUMN not in model_input.columns:
             raise InvalidImageError(f"input has no column {IMAGE_COLUMN!r}; columns: {list(model_input.columns)}")
-        texts, confidence = transcribe(self.model, self.charset, self.preprocess(model_input[IMAGE_COLUMN]))
+        params = {**DEFAULT_PARAMS, **(params or {})}
+        texts, confidence = transcribe(self.model, self.charset, self.preprocess(model_input[IMAGE_COLUMN]),
+                                       decoder=str(params["decoder"]), beam_width=int(params["beam_width"]))
         return pd.DataFrame({"text": texts, "confidence": confidence.astype(np.float64)})

@@ -22,7 +22,7 @@ from mlflow import MlflowClient
 
 from hwr.charset import Charset
 from hwr.model import CTCLossLayer, input_geometry, prediction_model
-from hwr.serving import IMAGE_COLUMN, HwrPredictionModel
+from hwr.serving import DEFAULT_PARAMS, IMAGE_COLUMN, HwrPredictionModel
 
 PACKAGE_DIR = str(Path(__file__).resolve().parent)
 PIP_REQUIREMENTS = [
@@ -42,9 +42,17 @@ class LoggedModels:
     prediction_uri: str
 
 
+def param_text(value) -> str:
+    """How a parameter value is written to MLflow (booleans as ``true``/``false``, as in MLproject)."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
 def log_params(params: dict) -> None:
-    """Log run parameters (values stringified; MLflow keeps at most 6,000 characters each)."""
-    mlflow.log_params({k: str(v) for k, v in params.items()})
+    """Log run parameters. Those already on the run (``mlflow run`` logs the ``-P`` values as
+    typed, e.g. ``1e-3``) are kept as they are; MLflow forbids changing a logged parameter."""
+    run = mlflow.active_run()
+    logged = MlflowClient().get_run(run.info.run_id).data.params if run else {}
+    mlflow.log_params({k: param_text(v) for k, v in params.items() if k not in logged})
 
 
 def log_metrics(values: dict, step: int | None = None, prefix: str = "") -> None:
@@ -76,6 +84,13 @@ def encode_example(paths: list[str]) -> pd.DataFrame:
     return pd.DataFrame({IMAGE_COLUMN: [base64.b64encode(Path(p).read_bytes()).decode("ascii") for p in paths]})
 
 
+def prediction_signature(example: pd.DataFrame):
+    """The pyfunc's signature: ``image`` (base64 string) in; ``text``, ``confidence`` out; and the
+    inference params ``decoder`` / ``beam_width`` (defaults greedy / 10), so callers may pass them."""
+    output = pd.DataFrame({"text": ["a"], "confidence": [1.0]})
+    return mlflow.models.infer_signature(example, output, params=DEFAULT_PARAMS)
+
+
 def log_models(full: keras.Model, charset: Charset, example_paths: list[str], extra_metadata: dict | None = None) -> LoggedModels:
     """Log the full model (``mlflow.tensorflow`` flavour, reloadable for training) and the
     prediction model (pyfunc with signature and input example) to the active run.
@@ -89,6 +104,7 @@ def log_models(full: keras.Model, charset: Charset, example_paths: list[str], ex
         full, name=FULL_MODEL_NAME, custom_objects={"CTCLossLayer": CTCLossLayer},
         code_paths=[PACKAGE_DIR], pip_requirements=PIP_REQUIREMENTS, metadata={**metadata, KIND_KEY: "full"},
     )
+    example = encode_example(example_paths)
     with tempfile.TemporaryDirectory() as tmp:
         keras_path = Path(tmp) / "crnn.keras"
         prediction_model(full).save(keras_path)
@@ -99,7 +115,8 @@ def log_models(full: keras.Model, charset: Charset, example_paths: list[str], ex
             artifacts={"keras_model": str(keras_path), "charset": str(charset.save(Path(tmp) / "charset.json")),
                        "geometry": str(geometry_path)},
             code_paths=[PACKAGE_DIR], pip_requirements=PIP_REQUIREMENTS,
-            input_example=encode_example(example_paths), metadata={**metadata, KIND_KEY: "prediction"},
+            input_example=example, signature=prediction_signature(example),
+            metadata={**metadata, KIND_KEY: "prediction"},
         )
     return LoggedModels(full_info.model_uri, pred_info.model_uri)
 

@@ -1,0 +1,102 @@
+"""Bad input: each case gives an error naming the CSV row and file; ``skip`` counts and lists it."""
+
+import shutil
+
+import pandas as pd
+import pytest
+
+from conftest import DHSD
+from hwr.config import DataConfig
+from hwr.data import BadInputError, random_split
+from hwr.train import prepare_data
+
+GOOD = ["images/writer1/1_0.png", "images/writer1/1_1.png", "images/writer1/1_10.png"]
+
+
+@pytest.fixture
+def folder(tmp_path):
+    """A data folder with three real DHSD images and one corrupt PNG."""
+    for rel in GOOD:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(DHSD / rel, tmp_path / rel)
+    (tmp_path / "images/corrupt.png").write_bytes(b"\x89PNG garbage")
+    return tmp_path
+
+
+def write_csv(folder, bad_row: dict | None, split_col=True):
+    rows = [{"image": GOOD[0], "text": "Königshain", "split": "train"},
+            {"image": GOOD[1], "text": "Söllingen", "split": "val"},
+            {"image": GOOD[2], "text": "Hähnichen", "split": "test"}]
+    if bad_row:
+        rows.append({"split": "train", **bad_row})
+    frame = pd.DataFrame(rows)
+    if not split_col:
+        frame = frame.drop(columns="split")
+    frame.to_csv(folder / "labels.csv", index=False)
+    return DataConfig(data=str(folder))
+
+
+def prepare(cfg, time_steps=40):
+    return prepare_data(cfg, 40, 160, time_steps, seed=1)
+
+
+BAD_CASES = [
+    ({"image": "images/missing.png", "text": "Kiel"}, "image file does not exist"),
+    ({"image": "images/corrupt.png", "text": "Kiel"}, "cannot read image"),
+    ({"image": GOOD[0], "text": ""}, "empty label"),
+    ({"image": "../outside.png", "text": "Kiel"}, "outside the data folder"),
+    ({"image": GOOD[0], "text": "ab" * 20 + "a"}, "needs 41 CTC frames but the model emits 40"),
+    ({"image": GOOD[0], "text": "Kiel", "split": "holdout"}, "split is 'holdout'"),
+]
+
+
+@pytest.mark.parametrize("bad_row, reason", BAD_CASES, ids=[c[1][:20] for c in BAD_CASES])
+def test_bad_row_error_names_row_file_and_reason(folder, bad_row, reason):
+    cfg = write_csv(folder, bad_row)
+    with pytest.raises(BadInputError) as info:
+        prepare(cfg)
+    message = str(info.value)
+    assert "row 5" in message  # header is line 1, the bad row is the 4th data row
+    assert repr(bad_row["image"]) in message
+    assert reason in message
+
+
+@pytest.mark.parametrize("bad_row, reason", BAD_CASES, ids=[c[1][:20] for c in BAD_CASES])
+def test_skip_counts_and_lists_the_bad_row(folder, bad_row, reason):
+    cfg = write_csv(folder, bad_row)
+    data = prepare(DataConfig(data=cfg.data, on_bad_input="skip"))
+    assert len(data.bad.rows) == 1
+    listed = data.bad.to_frame().iloc[0]
+    assert listed.row == 5 and listed.file == bad_row["image"] and reason in listed.reason
+    assert sum(len(f) for f in data.frames.values()) == 3
+
+
+def test_missing_column_is_named(folder):
+    cfg = write_csv(folder, None)
+    with pytest.raises(BadInputError, match="no column 'transcription' \\(parameter text_col\\)"):
+        prepare(DataConfig(data=cfg.data, text_col="transcription", on_bad_input="skip"))
+
+
+def test_other_column_names_field_museum_layout(folder):
+    frame = pd.read_csv(write_csv(folder, None).labels_path())
+    frame.rename(columns={"image": "image_location", "text": "transcription"}).to_csv(
+        folder / "words_metadata.csv", index=False)
+    data = prepare(DataConfig(data=str(folder), labels="words_metadata.csv",
+                              image_col="image_location", text_col="transcription"))
+    assert data.texts("val") == ["Söllingen"]
+
+
+def test_unknown_characters_in_val_do_not_crash(folder):
+    cfg = write_csv(folder, None)
+    frame = pd.read_csv(cfg.labels_path())
+    frame.loc[1, "text"] = "Zürich"  # Z, ü, r, c not in the train label "Königshain"
+    frame.to_csv(cfg.labels_path(), index=False)
+    data = prepare(cfg)
+    assert data.charset.unknown("Zürich") and data.texts("val") == ["Zürich"]
+
+
+def test_random_split_is_seeded_with_requested_fractions():
+    a, b = random_split(1000, 0.1, 0.2, seed=7), random_split(1000, 0.1, 0.2, seed=7)
+    assert (a == b).all()
+    assert (a == "val").sum() == 100 and (a == "test").sum() == 200
+    assert not (a == random_split(1000, 0.1, 0.2, seed=8)).all()
