@@ -1,0 +1,34 @@
+# One-command setup + run. Every target creates the virtual environment first if needed.
+VENV    ?= .venv
+PY      := $(VENV)/bin/python
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+ARGS    ?=
+PORT    ?= 5001
+
+.PHONY: venv train tune finetune predict test ui serve bench clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt $(wildcard requirements-*.txt)
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -r requirements.txt $(foreach f,$(wildcard requirements-*.txt),-r $(f))
+	touch $@
+
+train: venv          ## make train ARGS="-P lr=0.001 -P epochs=30"
+	mlflow run . -e train --env-manager local $(ARGS)
+
+test: venv           ## the test suite (what .ci/run runs)
+	$(PY) -m pytest tests
+
+ui: venv             ## MLflow UI on the local store: http://127.0.0.1:5000
+	mlflow ui --backend-store-uri sqlite:///mlflow.db -h 127.0.0.1 -p 5000
+
+serve: venv          ## serve models:/hwr-crnn@champion on http://127.0.0.1:$(PORT)
+	mlflow models serve -m models:/hwr-crnn@champion --env-manager local -h 127.0.0.1 -p $(PORT)
+
+bench: venv          ## throughput and memory figures of the default model
+	$(PY) bench/train_throughput.py
+
+clean:
+	rm -rf $(VENV)

@@ -1,0 +1,31 @@
+"""The model learns: a small CRNN fits 64 real DHSD word images (training-set CER < 0.1)."""
+
+import pytest
+
+from conftest import DHSD, tiny_config
+from hwr import metrics
+from hwr.fit import fit
+from hwr.inference import transcribe
+from hwr.model import prediction_model
+from hwr.pipeline import as_model_input
+from hwr.train import build_model, datasets, prepare_data
+
+
+@pytest.mark.slow
+def test_small_model_fits_64_dhsd_images(dhsd_subset, tmp_path):
+    from conftest import write_subset
+
+    labels = write_subset(DHSD, tmp_path / "s.csv", {"train": 64, "val": 8, "test": 8})
+    cfg = tiny_config(labels, img_height=32, img_width=160, conv_filters="32,64", dense_units=64,
+                      lstm1_units=64, lstm2_units=64, lr=3e-3, augment=False, batch_size=8)
+    m = cfg.model
+    data = prepare_data(cfg.data, m.img_height, m.img_width, m.time_steps, cfg.seed)
+    model = build_model(cfg, data.charset)
+    train_images = as_model_input(data.images["train"])
+    before, _ = transcribe(prediction_model(model), data.charset, train_images)
+    train_ds, _ = datasets(cfg, data)
+    # validate on the training images themselves: the best-by-val_cer weights are the best fit
+    fit(model, train_ds, None, train_images, data.texts("train"), data.charset, epochs=120, patience=40)
+    after, _ = transcribe(prediction_model(model), data.charset, train_images)
+    assert metrics.cer(data.texts("train"), before) > 0.9
+    assert metrics.cer(data.texts("train"), after) < 0.1
