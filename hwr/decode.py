@@ -44,8 +44,8 @@ def beam_decode(probs: np.ndarray, charset: Charset, beam_width: int = 10) -> tu
         beam_width: beams kept per frame (>= 1; 1 is close to greedy).
 
     Returns:
-        Texts, and ``(batch,)`` float32 confidences in [0, 1]: the best path's probability
-        per emitted character, ``exp(log_p / max(1, len(text)))``.
+        Texts, and ``(batch,)`` float32 confidences in [0, 1]: the best labelling's probability
+        as a geometric mean per frame, ``exp(log_p / time)``.
     """
     from keras import ops
 
@@ -56,8 +56,7 @@ def beam_decode(probs: np.ndarray, charset: Charset, beam_width: int = 10) -> tu
                                      beam_width=int(beam_width), top_paths=1, mask_index=BLANK)
     paths, log_p = np.asarray(decoded)[0], np.asarray(scores)[:, 0]
     texts = [charset.decode(path.tolist()) for path in paths]
-    lengths_out = np.maximum(1, [len(t) for t in texts])
-    confidences = np.clip(np.exp(log_p / lengths_out), 0.0, 1.0).astype(np.float32)
+    confidences = np.clip(np.exp(log_p / probs.shape[1]), 0.0, 1.0).astype(np.float32)
     return texts, confidences
 
 

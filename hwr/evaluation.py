@@ -66,10 +66,10 @@ def summary_metrics(truths: Sequence[str], predictions: Sequence[str]) -> dict[s
     both); ``exact_match`` and ``off_by_one`` (fraction of samples at edit distance 0 and 1).
     """
     truths, predictions = list(truths), list(predictions)
-    dist, sample_cer = per_sample(truths, predictions)
-    mean, low, high = mean_ci(sample_cer)
     if not truths:
         return {"n_evaluated": 0}
+    dist, sample_cer = per_sample(truths, predictions)
+    mean, low, high = mean_ci(sample_cer)
     return {
         "n_evaluated": len(truths),
         "cer": metrics.cer(truths, predictions),
