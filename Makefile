@@ -5,20 +5,26 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 ARGS    ?=
 PORT    ?= 5001
 
-.PHONY: venv train tune finetune predict test ui serve bench clean
+.PHONY: venv venv-spark train tune finetune predict test ui serve bench clean
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt $(wildcard requirements-*.txt)
+$(VENV)/.installed: requirements.txt
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -r requirements.txt $(foreach f,$(wildcard requirements-*.txt),-r $(f))
+	$(VENV)/bin/pip install -q -r requirements.txt
+	touch $@
+
+venv-spark: $(VENV)/.spark  ## optional extra: pyspark for `tune -P backend=spark`
+
+$(VENV)/.spark: $(VENV)/.installed requirements-spark.txt
+	$(VENV)/bin/pip install -q -r requirements-spark.txt
 	touch $@
 
 train: venv          ## make train ARGS="-P lr=0.001 -P epochs=30"
 	mlflow run . -e train --env-manager local $(ARGS)
 
-test: venv           ## the test suite (what .ci/run runs)
+test: venv-spark     ## the test suite (what .ci/run runs; includes the Spark extra)
 	$(PY) -m pytest tests
 
 ui: venv             ## MLflow UI on the local store: http://127.0.0.1:5000

@@ -1,0 +1,111 @@
+"""The Hyperopt objective of ``tune``: one trial = one child MLflow run of :func:`hwr.train.train_and_log`.
+
+The objective is a plain picklable object (it travels to Spark workers) that carries the tracking
+URI, experiment id and parent run id captured on the driver, because a worker process has no
+active MLflow run.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+import traceback
+from dataclasses import dataclass
+
+from hwr.config import TrainConfig
+from hwr.search_space import to_params
+
+ERROR_TAG = "hwr.error"
+
+
+class TrialFailed(RuntimeError):
+    """A trial trained but its result is unusable (non-finite loss or metric)."""
+
+
+@dataclass(frozen=True)
+class Objective:
+    """Callable ``sample -> result dict`` for ``hyperopt.fmin``.
+
+    Attributes:
+        base: the training configuration every trial starts from (``epochs`` = trial epochs).
+        metric: minimised metric; ``val_cer`` is the trial's best validation CER, any other the
+            minimum over the child run's per-epoch history of that metric.
+        tracking_uri, experiment_id, parent_run_id: where the child runs go.
+
+    Returns (per call) ``{"status": "ok", "loss", "run_id", "val_cer", "test_cer", "test_wer",
+    "best_epoch", "full_uri", "prediction_uri", "params", "duration_s"}``, or for a failed trial
+    ``{"status": "fail", "run_id", "error", "params", "duration_s"}``; the child run then ends
+    FAILED with the tag ``hwr.error`` and the traceback as ``error.txt``.
+    """
+
+    base: TrainConfig
+    metric: str
+    tracking_uri: str
+    experiment_id: str
+    parent_run_id: str
+
+    def __call__(self, sample: dict) -> dict:
+        import mlflow
+        from hyperopt import STATUS_FAIL, STATUS_OK
+
+        params = to_params(sample)
+        started = time.monotonic()
+        os.environ.pop("MLFLOW_RUN_ID", None)  # a Spark worker may inherit the launcher's run id
+        if mlflow.get_tracking_uri() != self.tracking_uri:
+            mlflow.set_tracking_uri(self.tracking_uri)
+        run = mlflow.start_run(experiment_id=self.experiment_id, parent_run_id=self.parent_run_id,
+                               nested=True, run_name="trial", tags={"hwr.verb": "tune-trial"})
+        run_id = run.info.run_id
+        try:
+            result = self._train(params, run_id)
+        except Exception as exc:  # a failed trial must not stop the search
+            error = f"{type(exc).__name__}: {exc}"
+            print(f"trial run {run_id} failed: {error}", flush=True)
+            mlflow.set_tag(ERROR_TAG, error[:4000])
+            mlflow.log_text(traceback.format_exc(), "error.txt")
+            mlflow.end_run(status="FAILED")
+            return {"status": STATUS_FAIL, "run_id": run_id, "error": error, "params": params,
+                    "duration_s": time.monotonic() - started}
+        except BaseException:
+            mlflow.end_run(status="KILLED")
+            raise
+        mlflow.end_run(status="FINISHED")
+        return {"status": STATUS_OK, **result, "run_id": run_id, "params": params,
+                "duration_s": time.monotonic() - started}
+
+    def _train(self, params: dict, run_id: str) -> dict:
+        from hwr import tracking
+        from hwr.train import train_and_log
+
+        cfg = self.base.replace(**params)
+        tracking.log_params(cfg.flat_params())  # logged even if the combination is rejected below
+        result = train_and_log(cfg)
+        loss = result.val_cer if self.metric == "val_cer" else self._history_min(run_id, self.metric)
+        self._check_finite(run_id, loss)
+        return {"loss": float(loss), "val_cer": result.val_cer, "test_cer": result.test_cer,
+                "test_wer": result.test_wer, "best_epoch": result.best_epoch,
+                "full_uri": result.models.full_uri, "prediction_uri": result.models.prediction_uri}
+
+    @staticmethod
+    def _history_min(run_id: str, metric: str) -> float:
+        from mlflow import MlflowClient
+
+        values = [m.value for m in MlflowClient().get_metric_history(run_id, metric)]
+        if not values:
+            raise TrialFailed(f"the run logged no finite {metric!r}")
+        return min(values)
+
+    @staticmethod
+    def _check_finite(run_id: str, loss: float) -> None:
+        """Raise :class:`TrialFailed` on a non-finite metric or a training loss that became NaN/inf
+        (non-finite values are not logged, so fewer ``loss`` than ``val_cer`` points betray them)."""
+        from mlflow import MlflowClient
+
+        if not math.isfinite(loss):
+            raise TrialFailed(f"metric is {loss}")
+        client = MlflowClient()
+        epochs = len(client.get_metric_history(run_id, "val_cer"))
+        finite = len(client.get_metric_history(run_id, "loss"))
+        if finite < epochs:
+            raise TrialFailed(f"training loss was NaN/inf in {epochs - finite} of {epochs} epochs")
