@@ -48,7 +48,7 @@ def build_crnn(cfg: ModelConfig, num_classes: int) -> keras.Model:
     x = image
     for i, filters in enumerate(cfg.conv_filters, start=1):
         x = layers.Conv2D(filters, cfg.kernel_size, padding="same", use_bias=False, name=f"conv{i}")(x)
-        x = layers.BatchNormalization(name=f"bn{i}")(x)
+        x = layers.BatchNormalization(momentum=0.9, name=f"bn{i}")(x)
         x = layers.Activation(cfg.activation, name=f"act{i}")(x)
         x = layers.MaxPooling2D((2, 2) if i <= 2 else (2, 1), name=f"pool{i}")(x)
     _, h, w, c = x.shape
