@@ -24,6 +24,15 @@ $(VENV)/.spark: $(VENV)/.installed requirements-spark.txt
 train: venv          ## make train ARGS="-P lr=0.001 -P epochs=30"
 	mlflow run . -e train --env-manager local $(ARGS)
 
+tune: venv           ## make tune ARGS="-P max_evals=12 -P trial_epochs=3"
+	mlflow run . -e tune --env-manager local $(ARGS)
+
+finetune: venv       ## make finetune ARGS="-P base_model=models:/hwr-crnn-full@champion -P data=..."
+	mlflow run . -e finetune --env-manager local $(ARGS)
+
+predict: venv        ## make predict ARGS="-P model=models:/hwr-crnn@champion -P split=test"
+	mlflow run . -e predict --env-manager local $(ARGS)
+
 test: venv-spark     ## the test suite (what .ci/run runs; includes the Spark extra)
 	$(PY) -m pytest tests
 

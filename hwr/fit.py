@@ -52,6 +52,7 @@ class ValidationCER(keras.callbacks.Callback):
         logs["val_cer"] = metrics.cer(self.val_texts, texts)
         logs["val_wer"] = metrics.wer(self.val_texts, texts)
         logs["elapsed_s"] = time.monotonic() - self.started
+        logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         logs.update(self.extra_logs)
         if logs["val_cer"] < self.best_cer:
             self.best_cer, self.best_epoch, self.wait = logs["val_cer"], epoch, 0
@@ -75,10 +76,19 @@ def fit(model: keras.Model, train_ds: tf.data.Dataset, val_ds: tf.data.Dataset, 
         val_texts, charset: Charset, epochs: int, patience: int, on_epoch: EpochHook | None = None,
         step_offset: int = 0, extra_logs: dict | None = None) -> tuple[pd.DataFrame, ValidationCER]:
     """Train a compiled full model; returns the per-epoch history and the validation callback
-    (``best_cer``, ``best_epoch``). The model ends with its best-``val_cer`` weights."""
+    (``best_cer``, ``best_epoch``). The model ends with its best-``val_cer`` weights.
+
+    The learning rate halves after 3 epochs without a better ``val_cer`` (down to 1/16 of its
+    start value; Keras ``ReduceLROnPlateau``); ``learning_rate`` is in the per-epoch logs.
+    """
     validation = ValidationCER(val_images, val_texts, charset, patience, on_epoch, step_offset, extra_logs)
+    # halve the learning rate when val_cer stalls (reads the val_cer the callback above adds)
+    lr = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
+    schedule = keras.callbacks.ReduceLROnPlateau(monitor="val_cer", mode="min", factor=0.5, patience=3,
+                                                 min_lr=lr / 16, verbose=0)
     verbose = 1 if sys.stdout.isatty() else 2
-    history = model.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=[validation], verbose=verbose)
+    history = model.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=[validation, schedule],
+                        verbose=verbose)
     frame = pd.DataFrame(history.history)
     frame.insert(0, "epoch", np.arange(1, len(frame) + 1) + step_offset)
     return frame, validation
