@@ -22,10 +22,19 @@ from hwr.model import prediction_model
 EpochHook = Callable[[int, dict], None]
 
 
+LR_PATIENCE = 3  # epochs without a better val_cer before the learning rate halves
+MIN_LR_FRACTION = 1 / 16  # the learning rate never falls below this fraction of its start value
+
+
 class ValidationCER(keras.callbacks.Callback):
     """After each epoch: greedy-decode the whole val split, add ``val_cer`` and ``val_wer`` to the
-    logs, remember the best weights (lowest ``val_cer``) and stop after ``patience`` epochs
-    without improvement. The best weights are restored when training ends.
+    logs, remember the best weights (lowest ``val_cer``), halve the learning rate after every
+    ``LR_PATIENCE`` epochs without improvement (down to ``MIN_LR_FRACTION`` of its start value)
+    and stop after ``patience`` such epochs. The best weights are restored when training ends.
+
+    Epochs spent on CTC's initial plateau (the model still emits only blanks, ``val_cer`` 1.0)
+    count neither for the learning-rate decay nor for early stopping: leaving that plateau can
+    take many epochs, and a smaller learning rate would only make it longer.
 
     Args:
         val_images: ``(n, height, width, 1)`` float32 in [0, 1]. val_texts: their ``n`` labels.
@@ -45,6 +54,19 @@ class ValidationCER(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         self.recognizer = prediction_model(self.model)
+        self.initial_lr = self._lr()
+
+    def _lr(self) -> float:
+        return float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+
+    def _no_improvement(self) -> None:
+        if self.best_cer >= 1.0:  # still on the all-blank plateau
+            return
+        self.wait += 1
+        if self.wait % LR_PATIENCE == 0:
+            self.model.optimizer.learning_rate = max(self._lr() / 2, self.initial_lr * MIN_LR_FRACTION)
+        if self.patience and self.wait >= self.patience:
+            self.model.stop_training = True
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
@@ -52,15 +74,13 @@ class ValidationCER(keras.callbacks.Callback):
         logs["val_cer"] = metrics.cer(self.val_texts, texts)
         logs["val_wer"] = metrics.wer(self.val_texts, texts)
         logs["elapsed_s"] = time.monotonic() - self.started
-        logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        logs["learning_rate"] = self._lr()
         logs.update(self.extra_logs)
         if logs["val_cer"] < self.best_cer:
             self.best_cer, self.best_epoch, self.wait = logs["val_cer"], epoch, 0
             self.best_weights = self.model.get_weights()
         else:
-            self.wait += 1
-            if self.patience and self.wait >= self.patience:
-                self.model.stop_training = True
+            self._no_improvement()
         print(f"epoch {epoch + 1 + self.step_offset}: val_cer {logs['val_cer']:.4f} "
               f"val_wer {logs['val_wer']:.4f} (best {self.best_cer:.4f} at epoch "
               f"{self.best_epoch + 1 + self.step_offset})", flush=True)
@@ -78,17 +98,12 @@ def fit(model: keras.Model, train_ds: tf.data.Dataset, val_ds: tf.data.Dataset, 
     """Train a compiled full model; returns the per-epoch history and the validation callback
     (``best_cer``, ``best_epoch``). The model ends with its best-``val_cer`` weights.
 
-    The learning rate halves after 3 epochs without a better ``val_cer`` (down to 1/16 of its
-    start value; Keras ``ReduceLROnPlateau``); ``learning_rate`` is in the per-epoch logs.
+    The learning rate halves after every 3 epochs without a better ``val_cer`` (down to 1/16 of
+    its start value, see :class:`ValidationCER`); ``learning_rate`` is in the per-epoch logs.
     """
     validation = ValidationCER(val_images, val_texts, charset, patience, on_epoch, step_offset, extra_logs)
-    # halve the learning rate when val_cer stalls (reads the val_cer the callback above adds)
-    lr = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
-    schedule = keras.callbacks.ReduceLROnPlateau(monitor="val_cer", mode="min", factor=0.5, patience=3,
-                                                 min_lr=lr / 16, verbose=0)
     verbose = 1 if sys.stdout.isatty() else 2
-    history = model.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=[validation, schedule],
-                        verbose=verbose)
+    history = model.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=[validation], verbose=verbose)
     frame = pd.DataFrame(history.history)
     frame.insert(0, "epoch", np.arange(1, len(frame) + 1) + step_offset)
     return frame, validation
