@@ -35,7 +35,7 @@ TUNE_HELP = {
     "algo": "search algorithm: tpe (Tree-structured Parzen Estimator) or random",
     "trial_epochs": "epochs each trial trains (replaces train's epochs)",
     "metric": f"metric minimised, one of {', '.join(METRICS)} (best value over a trial's epochs)",
-    "search_space": "YAML/JSON search-space file (empty: the default space); format in README, section "The search space"",
+    "search_space": "YAML/JSON search-space file (empty: the default space); format in README, section 'The search space'",
     "resume_run_id": "parent run id of an interrupted search to continue (empty: start a new search)",
     "parallelism": "trials run at once (more than 1 needs backend=spark)",
     "backend": "local (trials one after another in this process) or spark (SparkTrials)",
