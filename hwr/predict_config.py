@@ -62,7 +62,7 @@ class PredictConfig:
     text_col: str = "text"
     split_col: str = "split"
     split: str = ALL_SPLITS
-    output: str = "predictions.csv"
+    output: str = "output/predictions.csv"
     decoder: str = "greedy"
     beam_width: int = 10
     lexicon: str = "none"
