@@ -36,14 +36,10 @@ class LoadedModel:
     seconds: float = 0.0
 
     def predict(self, encoded: list[str], params: dict) -> pd.DataFrame:
-        """``text``/``confidence`` of base64 images. Models logged without a params schema (older
-        versions) get the params through the unwrapped Python model, which MLflow would drop."""
+        """``text``/``confidence`` of base64 images (``params``: ``decoder``, ``beam_width``)."""
         frame = pd.DataFrame({"image": encoded})
         started = time.perf_counter()
-        if self.pyfunc.metadata.get_params_schema() is not None:
-            out = self.pyfunc.predict(frame, params=params)
-        else:
-            out = self.pyfunc.unwrap_python_model().predict(None, frame, params=params)
+        out = self.pyfunc.predict(frame, params=params)
         self.seconds += time.perf_counter() - started
         return out
 
