@@ -75,9 +75,12 @@ class Objective:
                 "duration_s": time.monotonic() - started}
 
     def _train(self, params: dict, run_id: str) -> dict:
+        import keras
+
         from hwr import tracking
         from hwr.train import train_and_log
 
+        keras.backend.clear_session()  # Keras state of the previous trial (its advice for models built in a loop)
         cfg = self.base.replace(**params)
         tracking.log_params(cfg.flat_params())  # logged even if the combination is rejected below
         result = train_and_log(cfg)
