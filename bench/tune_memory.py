@@ -2,10 +2,11 @@ r"""Peak memory of ``tune`` against its number of trials: does a long search lea
 
 Runs ``entrypoints/tune.py`` in a fresh process per trial count (tiny trials: ``--max_per_split``
 images per split, 1 epoch, default search space, nothing registered) in a throw-away tracking
-store, and prints each run's peak resident memory and the growth per extra trial.
+store, and prints each run's peak resident memory (the largest of tune's process and its trial
+processes) and the growth per extra trial.
 
     .venv/bin/python bench/tune_memory.py --trials 2,8 --max_per_split 64 \
-        --data ../shared/data/dhsd
+        --data ../shared/data/dhsd [--isolate_trials false]
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ def peak_rss_of_tune(trials: int, args, store: Path) -> tuple[float, float]:
     """(peak RSS in MiB, wall seconds) of one ``tune`` process with ``trials`` trials."""
     command = [sys.executable, str(ROOT / "entrypoints" / "tune.py"), "--max_evals", str(trials),
                "--trial_epochs", "1", "--max_per_split", str(args.max_per_split), "--data", args.data,
-               "--register", "false", "--seed", str(args.seed)]
+               "--register", "false", "--seed", str(args.seed), "--isolate_trials", args.isolate_trials]
     env = os.environ | {"MLFLOW_TRACKING_URI": f"sqlite:///{store / f'tune{trials}.db'}"}
     started = time.perf_counter()
     log = store / f"tune{trials}.log"
@@ -44,6 +45,8 @@ def main() -> None:
     parser.add_argument("--max_per_split", type=int, default=64, help="images per split in each trial")
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "dhsd"))
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--isolate_trials", default="true", choices=("true", "false"),
+                        help="tune's isolate_trials: each trial in a child process (true) or in tune's own")
     args = parser.parse_args()
     counts = sorted(int(n) for n in args.trials.split(","))
     with tempfile.TemporaryDirectory() as tmp:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from hwr.cli import add_params, run_cli  # noqa: E402
+from hwr.cli import add_params, parse_bool, run_cli  # noqa: E402
 from hwr.config import TrainConfig  # noqa: E402
 from hwr.tuning import TUNE_HELP, TuneConfig  # noqa: E402
 
@@ -26,7 +26,8 @@ def parser() -> argparse.ArgumentParser:
     out = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     tune = out.add_argument_group("search")
     for name, default in {f: getattr(TuneConfig(), f) for f in TUNE_HELP}.items():
-        tune.add_argument(f"--{name}", type=type(default), default=default,
+        kind = parse_bool if isinstance(default, bool) else type(default)
+        tune.add_argument(f"--{name}", type=kind, default=default,
                           help=f"{TUNE_HELP[name]} (default: {default!r})")
     train = {k: v for k, v in TrainConfig().flat_params().items() if k != "epochs"}
     add_params(out.add_argument_group("training (fixed unless the search space varies them)"), train)

@@ -2,8 +2,9 @@
 
 One parent run holds the search (its Trials pickle after every trial, the trials CSV, a plot and
 the best trial's ``best_*`` params/metrics); each trial calls :func:`hwr.train.train_and_log`
-inside a child run. Trials run serially (``backend=local``) or in parallel on Spark workers
-(``backend=spark``, Hyperopt's ``SparkTrials``). Heavy imports (TensorFlow) happen inside functions,
+inside a child run. Trials run serially (``backend=local``; each in a fresh child process unless
+``isolate_trials`` is false, see :class:`hwr.tuning_objective.IsolatedObjective`) or in parallel on
+Spark workers (``backend=spark``, Hyperopt's ``SparkTrials``). Heavy imports (TensorFlow) happen inside functions,
 so a bad configuration fails before they load.
 """
 
@@ -38,8 +39,10 @@ TUNE_HELP = {
     "search_space": "YAML/JSON search-space file (empty: the default space); format in README, section 'The search space'",
     "resume_run_id": "parent run id of an interrupted search to continue (empty: start a new search)",
     "parallelism": "trials run at once (more than 1 needs backend=spark)",
-    "backend": "local (trials one after another in this process) or spark (SparkTrials)",
+    "backend": "local (trials one after another on this machine) or spark (SparkTrials)",
     "spark_master": "Spark master URL for backend=spark (empty: $SPARK_MASTER, else local[parallelism])",
+    "isolate_trials": "backend=local: run each trial in a fresh child process, which frees TensorFlow's "
+                      "memory after every trial and survives an out-of-memory kill (true/false)",
 }
 
 
@@ -58,6 +61,7 @@ class TuneConfig:
     parallelism: int = 1
     backend: str = "local"
     spark_master: str = ""
+    isolate_trials: bool = True
 
     @classmethod
     def from_flat(cls, flat: dict) -> "TuneConfig":
@@ -259,7 +263,7 @@ def run_tune(cfg: TuneConfig) -> TuneResult:
     from hyperopt import fmin
 
     from hwr import tracking
-    from hwr.tuning_objective import Objective
+    from hwr.tuning_objective import IsolatedObjective, Objective
     from hwr.tuning_summary import summarise
 
     cfg.validate()
@@ -286,6 +290,8 @@ def run_tune(cfg: TuneConfig) -> TuneResult:
                 print(f"resuming after {len(trials.trials)} finished trials", flush=True)
             objective = Objective(cfg.train, cfg.metric, absolute_tracking_uri(mlflow.get_tracking_uri()),
                                   parent.info.experiment_id, parent_id)
+            if cfg.backend == "local" and cfg.isolate_trials:
+                objective = IsolatedObjective(objective)
             progress = Progress(cfg.max_evals, cfg.metric, parent_id, lambda t: save_trials(t, parent_id))
             progress.reported.update(d["tid"] for d in done_trials(trials))
             if len(trials.trials) < cfg.max_evals:

@@ -8,9 +8,12 @@ active MLflow run.
 from __future__ import annotations
 
 import math
+import multiprocessing
 import os
 import time
 import traceback
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
 from hwr.config import TrainConfig
@@ -112,3 +115,50 @@ class Objective:
         finite = len(client.get_metric_history(run_id, "loss"))
         if finite < epochs:
             raise TrialFailed(f"training loss was NaN/inf in {epochs - finite} of {epochs} epochs")
+
+
+LOST_TRIAL = "the trial's process died before it finished (killed, e.g. by the out-of-memory killer)"
+
+
+@dataclass(frozen=True)
+class IsolatedObjective:
+    """Runs each call of ``objective`` in a fresh child process (``spawn``), one at a time.
+
+    TensorFlow keeps memory of every ``model.fit`` in its process (about 100 MiB a trial of the
+    default model, see ``bench/tune_memory.py``), so a long in-process search grows without bound;
+    a child process returns it all when the trial ends. A child that dies (out-of-memory kill,
+    segfault) makes the trial FAILED with :data:`LOST_TRIAL` instead of ending the search.
+
+    Attributes:
+        objective: a picklable callable ``sample -> result dict`` with the attributes
+            ``tracking_uri`` and ``parent_run_id`` (an :class:`Objective`).
+    """
+
+    objective: Objective
+
+    def __call__(self, sample: dict) -> dict:
+        started = time.monotonic()
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+            try:
+                return pool.submit(self.objective, sample).result()
+            except BrokenProcessPool:
+                return self._lost(sample, started)
+
+    def _lost(self, sample: dict, started: float) -> dict:
+        """Mark the child run the dead process left RUNNING as FAILED; a Hyperopt failure result."""
+        from hyperopt import STATUS_FAIL
+        from mlflow import MlflowClient
+
+        print(f"trial failed: {LOST_TRIAL}", flush=True)
+        client = MlflowClient(self.objective.tracking_uri)
+        parent = client.get_run(self.objective.parent_run_id)
+        running = client.search_runs([parent.info.experiment_id],
+                                     f"tags.mlflow.parentRunId = '{parent.info.run_id}' and attributes.status = 'RUNNING'",
+                                     order_by=["attributes.start_time DESC"], max_results=1)
+        run_id = running[0].info.run_id if running else None
+        if run_id:
+            client.set_tag(run_id, ERROR_TAG, LOST_TRIAL)
+            client.set_terminated(run_id, status="FAILED")
+        return {"status": STATUS_FAIL, "run_id": run_id, "error": LOST_TRIAL, "params": to_params(sample),
+                "duration_s": time.monotonic() - started}

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import pickle
+import signal
+from dataclasses import dataclass
 
 import pytest
 
@@ -87,10 +90,17 @@ def test_bad_search_space_fails_before_any_trial(tmp_path, tracking_uri, dhsd_su
 # ---- real searches with tiny trials ----
 
 @pytest.mark.slow
-def test_tpe_search_nests_trials_and_registers_best_as_challenger(tmp_path, tracking_uri, dhsd_subset, capsys):
+def test_tpe_search_nests_trials_and_registers_best_as_challenger(tmp_path, tracking_uri, dhsd_subset, capsys,
+                                                                  monkeypatch):
     from mlflow import MlflowClient
 
+    import hwr.train
     from hwr.tuning import run_tune
+
+    def in_this_process(cfg):
+        raise AssertionError("with isolate_trials (the default) a trial must not train in the search's process")
+
+    monkeypatch.setattr(hwr.train, "train_and_log", in_this_process)
 
     space = {"base": "none", "params": {"lr": {"type": "loguniform", "low": 1e-3, "high": 1e-2},
                                         "dense_units": [16, 32]}}
@@ -138,7 +148,8 @@ def test_failed_trial_is_marked_and_interrupted_search_resumes(tmp_path, trackin
     monkeypatch.setattr(hwr.train, "train_and_log", train_and_log)
     # img_width=8 leaves 2 CTC frames: every DHSD word is too long, so that trial must fail.
     space = {"base": "none", "params": {"img_width": [128, 8], "lr": {"type": "loguniform", "low": 1e-3, "high": 1e-2}}}
-    cfg = tune_config(dhsd_subset, tmp_path, space, algo="random", register=False)
+    # in-process trials (isolate_trials=False), so that the patched train_and_log is the one called
+    cfg = tune_config(dhsd_subset, tmp_path, space, algo="random", register=False, isolate_trials=False)
     with pytest.raises(Killed):
         run_tune(cfg)
     client = MlflowClient()
@@ -152,7 +163,8 @@ def test_failed_trial_is_marked_and_interrupted_search_resumes(tmp_path, trackin
     assert len(saved.trials) == 2
 
     calls.clear()
-    result = run_tune(tune_config(dhsd_subset, tmp_path, space, algo="random", register=False, resume_run_id=parent_id))
+    result = run_tune(tune_config(dhsd_subset, tmp_path, space, algo="random", register=False,
+                                  isolate_trials=False, resume_run_id=parent_id))
     assert result.parent_run_id == parent_id and len(calls) == 1  # only the missing trial ran
     kids = children(client, parent_id)
     assert len(kids) == 4 and [k.info.run_id for k in kids[:2]] == [k.info.run_id for k in first[:2]]
@@ -195,3 +207,35 @@ def test_nan_training_loss_fails_the_trial(tracking_uri):
         Objective._check_finite(run.info.run_id, 0.9)
     with pytest.raises(TrialFailed, match="metric is nan"):
         Objective._check_finite(run.info.run_id, float("nan"))
+
+
+@dataclass(frozen=True)
+class DiesMidTrial:
+    """An objective whose process is killed (as by the out-of-memory killer) after its run started."""
+
+    tracking_uri: str
+    parent_run_id: str
+
+    def __call__(self, sample):
+        import mlflow
+
+        mlflow.set_tracking_uri(self.tracking_uri)
+        mlflow.start_run(parent_run_id=self.parent_run_id, nested=True, run_name="trial")
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_isolated_trial_whose_process_dies_is_failed_and_search_goes_on(tracking_uri):
+    import mlflow
+    from hyperopt import STATUS_FAIL
+    from mlflow import MlflowClient
+
+    from hwr.tuning_objective import LOST_TRIAL, IsolatedObjective
+
+    with mlflow.start_run() as parent:
+        result = IsolatedObjective(DiesMidTrial(mlflow.get_tracking_uri(), parent.info.run_id))({"lr": 0.001})
+    assert result["status"] == STATUS_FAIL and result["error"] == LOST_TRIAL
+    assert result["params"] == {"lr": 0.001}
+    client = MlflowClient()
+    [kid] = children(client, parent.info.run_id)
+    assert kid.info.run_id == result["run_id"]
+    assert kid.info.status == "FAILED" and kid.data.tags["hwr.error"] == LOST_TRIAL
