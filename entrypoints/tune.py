@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from hwr.cli import add_params, parse_bool, run_cli  # noqa: E402
 from hwr.config import TrainConfig  # noqa: E402
-from hwr.tuning import TUNE_HELP, TuneConfig  # noqa: E402
+from hwr.tuning_config import TUNE_HELP, TuneConfig  # noqa: E402
 
 
 def parser() -> argparse.ArgumentParser:

@@ -22,6 +22,14 @@ from hwr.search_space import to_params
 ERROR_TAG = "hwr.error"
 
 
+def failure(run_id: str | None, error: str, params: dict, started: float) -> dict:
+    """A failed trial's result for Hyperopt (``STATUS_FAIL``); ``started`` is its ``time.monotonic()``."""
+    from hyperopt import STATUS_FAIL
+
+    return {"status": STATUS_FAIL, "run_id": run_id, "error": error, "params": params,
+            "duration_s": time.monotonic() - started}
+
+
 class TrialFailed(RuntimeError):
     """A trial trained but its result is unusable (non-finite loss or metric)."""
 
@@ -50,7 +58,7 @@ class Objective:
 
     def __call__(self, sample: dict) -> dict:
         import mlflow
-        from hyperopt import STATUS_FAIL, STATUS_OK
+        from hyperopt import STATUS_OK
 
         params = to_params(sample)
         started = time.monotonic()
@@ -68,8 +76,7 @@ class Objective:
             mlflow.set_tag(ERROR_TAG, error[:4000])
             mlflow.log_text(traceback.format_exc(), "error.txt")
             mlflow.end_run(status="FAILED")
-            return {"status": STATUS_FAIL, "run_id": run_id, "error": error, "params": params,
-                    "duration_s": time.monotonic() - started}
+            return failure(run_id, error, params, started)
         except BaseException:
             mlflow.end_run(status="KILLED")
             raise
@@ -147,7 +154,6 @@ class IsolatedObjective:
 
     def _lost(self, sample: dict, started: float) -> dict:
         """Mark the child run the dead process left RUNNING as FAILED; a Hyperopt failure result."""
-        from hyperopt import STATUS_FAIL
         from mlflow import MlflowClient
 
         print(f"trial failed: {LOST_TRIAL}", flush=True)
@@ -160,5 +166,4 @@ class IsolatedObjective:
         if run_id:
             client.set_tag(run_id, ERROR_TAG, LOST_TRIAL)
             client.set_terminated(run_id, status="FAILED")
-        return {"status": STATUS_FAIL, "run_id": run_id, "error": LOST_TRIAL, "params": to_params(sample),
-                "duration_s": time.monotonic() - started}
+        return failure(run_id, LOST_TRIAL, to_params(sample), started)

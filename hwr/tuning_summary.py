@@ -48,7 +48,7 @@ def summarise(cfg, results: list[dict], searched: list[str], parent_id: str):
     """Log the search's outcome to the active (parent) run and register the best trial.
 
     Args:
-        cfg: the :class:`hwr.tuning.TuneConfig`. results: the finished trials' result dicts with
+        cfg: the :class:`hwr.tuning_config.TuneConfig`. results: the finished trials' result dicts with
             ``trial`` (1-based). searched: the parameters the space varies (CSV/plot columns).
     Returns:
         :class:`hwr.tuning.TuneResult`.

@@ -10,7 +10,7 @@ import yaml
 
 from hwr.config import FinetuneConfig, TrainConfig
 from hwr.predict_config import PredictConfig
-from hwr.tuning import TuneConfig
+from hwr.tuning_config import TuneConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 

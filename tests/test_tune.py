@@ -16,7 +16,7 @@ SUBSET = {"max_evals": 3, "trial_epochs": 1, "patience": 0, "batch_size": 16, "s
 
 
 def tune_config(labels, tmp_path, space: dict | None = None, **changes):
-    from hwr.tuning import TuneConfig
+    from hwr.tuning_config import TuneConfig
 
     flat = {"data": str(DHSD), "labels": str(labels), **SUBSET, **changes}
     if space is not None:
@@ -77,7 +77,7 @@ def test_bad_search_space_fails_before_any_trial(tmp_path, tracking_uri, dhsd_su
     from mlflow import MlflowClient
 
     from hwr.cli import run_cli
-    from hwr.tuning import TuneConfig
+    from hwr.tuning_config import TuneConfig
 
     (tmp_path / "bad.yaml").write_text("params:\n  lr: {type: loguniform, low: -1, high: 0.1}\n")
     cfg = TuneConfig.from_flat({"labels": str(dhsd_subset), "data": str(DHSD), "search_space": str(tmp_path / "bad.yaml")})
