@@ -5,14 +5,15 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 ARGS    ?=
 PORT    ?= 5001
 
-.PHONY: venv venv-spark train tune finetune predict test ui serve bench clean
+.PHONY: venv venv-spark train tune finetune predict test test-fast docs ui serve bench clean
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt
+$(VENV)/.installed: requirements.txt pyproject.toml
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q -r requirements.txt
+	$(VENV)/bin/pip install -q --no-deps -e .
 	touch $@
 
 venv-spark: $(VENV)/.spark  ## optional extra: pyspark for `tune -P backend=spark`
@@ -33,8 +34,14 @@ finetune: venv       ## make finetune ARGS="-P base_model=models:/hwr-crnn-full@
 predict: venv        ## make predict ARGS="-P model=models:/hwr-crnn@champion -P split=test"
 	mlflow run . -e predict --env-manager local $(ARGS)
 
-test: venv-spark     ## the test suite (what .ci/run runs; includes the Spark extra)
+test: venv-spark     ## the whole test suite (what .ci/run runs; includes the Spark extra)
 	$(PY) -m pytest tests
+
+test-fast: venv      ## the fast layer, while editing (no training): pytest -m "not slow"
+	$(PY) -m pytest tests -m "not slow"
+
+docs: venv           ## rewrite the README's parameter tables from the parameter declarations
+	$(PY) -m hwr.cli readme README.md
 
 ui: venv             ## MLflow UI on the local store: http://127.0.0.1:5000
 	mlflow ui --backend-store-uri sqlite:///mlflow.db -h 127.0.0.1 -p 5000

@@ -25,7 +25,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 
 def peak_rss_mib() -> float:
@@ -57,8 +56,8 @@ def memory_run(args, repeat: int) -> None:
     """Child process: ``predict`` on the split repeated ``repeat`` times; prints its peak RSS."""
     import pandas as pd
 
-    from hwr.predict import run_predict
-    from hwr.predict_config import PredictConfig
+    from hwr.prediction.predict import run_predict
+    from hwr.config import PredictConfig
 
     labels = Path(args.data) / "labels.csv"
     table = pd.read_csv(labels, dtype=str, keep_default_na=False)

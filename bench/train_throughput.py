@@ -14,15 +14,14 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import pandas as pd
 
-import pandas as pd  # noqa: E402
-
-from hwr.config import TrainConfig  # noqa: E402
-from hwr.inference import transcribe  # noqa: E402
-from hwr.model import prediction_model  # noqa: E402
-from hwr.pipeline import as_model_input  # noqa: E402
-from hwr.train import build_model, datasets, prepare_data  # noqa: E402
+from hwr.config import TrainConfig
+from hwr.data.dataset import prepare_data
+from hwr.data.pipeline import as_model_input
+from hwr.model.crnn import prediction_model
+from hwr.model.inference import transcribe
+from hwr.training.steps import build_model, datasets
 
 
 def main() -> None:
@@ -36,7 +35,7 @@ def main() -> None:
     typed = {k: type(base.flat_params()[k])(v) if k != "conv_filters" else v for k, v in overrides.items()}
     cfg = base.replace(data=args.data, **typed).validate()
     m = cfg.model
-    data = prepare_data(cfg.data, m.img_height, m.img_width, m.time_steps, cfg.seed)
+    data = prepare_data(cfg.data, cfg.model, cfg.seed)
     model = build_model(cfg, data.charset)
     train_ds, _ = datasets(cfg, data)
     batches = train_ds.repeat()

@@ -5,25 +5,16 @@ write a predictions CSV and an evaluation report, and log both to MLflow.
         -P data=../shared/data/dhsd -P split=test
     mlflow run . -e predict --env-manager local -P model=models:/hwr-crnn/1,models:/hwr-crnn/2 \
         -P data=../shared/data/dhsd -P split=test -P decoder=beam
-    python entrypoints/predict.py --help
+    python -m entrypoints.predict --help
 """
 
-import argparse
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from hwr.cli import run_cli  # noqa: E402
-from hwr.predict_config import HELP, PredictConfig  # noqa: E402
+from hwr.cli import parse_config, run_cli
+from hwr.config import PredictConfig
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    for name, default in PredictConfig().flat_params().items():
-        parser.add_argument(f"--{name}", type=type(default), default=default, help=f"{HELP[name]} (default: {default})")
-    config = PredictConfig(**vars(parser.parse_args())).validate()
-    from hwr.predict import run_predict
+    config = parse_config(PredictConfig, __doc__)
+    from hwr.prediction.predict import run_predict
 
     run_predict(config)
 

@@ -1,8 +1,8 @@
 """hwr: handwriting text recognition (CRNN + CTC) as an MLflow Project.
 
-Modules, one concern each (see README "Architecture"): ``config``, ``charset``, ``data``,
-``preprocess``, ``pipeline``, ``model``, ``decode``, ``metrics``, ``fit``, ``train``,
-``tracking``, ``serving``.
+Layers, each a subpackage importing only those before it (README "Architecture"; a test checks):
+``errors``, ``config`` -> ``data`` -> ``evaluation`` -> ``model`` -> ``mlflow`` ->
+``training`` / ``prediction`` -> ``tuning`` -> ``cli`` (the entry points' plumbing).
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

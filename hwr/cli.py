@@ -1,73 +1,132 @@
-"""Command-line plumbing shared by the entry points: flat MLproject parameters <-> configs,
-and turning the project's own errors into one clear line instead of a stack trace."""
+"""Command-line plumbing shared by the entry points, built from the parameter declarations
+(:mod:`hwr.config.params`): the argparse parser and ``--help`` of each verb, the README's
+parameter tables, and one clear line instead of a stack trace for the project's own errors.
+
+``python -m hwr.cli readme README.md`` rewrites the README's parameter tables from the
+declarations (``--check`` only compares them).
+"""
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
+from pathlib import Path
 from typing import Callable
 
-from hwr.config import ConfigError, TrainConfig
-
-HELP = {
-    "data": "folder of images; image paths in the labels CSV are relative to it",
-    "labels": "labels CSV (relative paths are inside --data)",
-    "image_col": "CSV column with the image path", "text_col": "CSV column with the transcription",
-    "split_col": "optional CSV column with train/val/test; without it a seeded random split is made",
-    "val_fraction": "fraction of rows for val when the CSV has no split column",
-    "test_fraction": "fraction of rows for test when the CSV has no split column",
-    "on_bad_input": "error: stop at the first bad row; skip: count, log (bad_inputs.csv) and go on",
-    "max_per_split": "use only the first N rows of each split (0 = all), for quick runs",
-    "img_height": "model input height in pixels (images are scaled to it, keeping aspect ratio)",
-    "img_width": "model input width in pixels; the model emits img_width/4 CTC frames",
-    "conv_filters": "filters of each convolution block, comma-separated, e.g. 32,64,128",
-    "kernel_size": "convolution kernel size (pixels)", "activation": "activation of conv and dense layers",
-    "dense_units": "units of the dense layer between convolutions and LSTMs",
-    "dropout": "dropout rate after the dense layer and between the LSTMs",
-    "lstm1_units": "units per direction of the first bidirectional LSTM",
-    "lstm2_units": "units per direction of the second bidirectional LSTM",
-    "lr": "Adam learning rate", "batch_size": "images per training step", "epochs": "maximum epochs",
-    "patience": "stop after this many epochs without a better val_cer (0 = never)",
-    "seed": "seed for Python, NumPy, TensorFlow, the random split and the shuffle",
-    "augment": "random slant/scale/stroke-width augmentation of training images (true/false)",
-    "model_name": "registered model name of the prediction (pyfunc) model",
-    "full_model_name": "registered model name of the full (trainable, with CTC loss) model",
-    "register": "register both models in the Model Registry (true/false)",
-}
+from hwr.config.params import Config, Declaration, parse_bool
+from hwr.errors import HwrError
 
 
-def parse_bool(text: str) -> bool:
-    value = str(text).strip().lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+def _argument_type(decl: Declaration, default) -> Callable:
+    if isinstance(default, bool):
+        return parse_bool
+    if decl.parse is not None:
+        return str  # parsed (and checked) by Config.replace
+    return type(default)
 
 
-def add_params(parser: argparse.ArgumentParser, defaults: dict, only: set[str] | None = None) -> None:
-    """Add ``--name`` options for flat parameters, typed after their defaults."""
-    for name, default in defaults.items():
-        if only is not None and name not in only:
-            continue
-        kind = parse_bool if isinstance(default, bool) else type(default)
-        parser.add_argument(f"--{name}", type=kind, default=default,
-                            help=f"{HELP.get(name, '')} (default: {default})")
+def add_params(parser, config: type[Config]) -> None:
+    """``--name`` options for every flat parameter of ``config``, with its help and default."""
+    for name, (decl, default) in config.declarations().items():
+        help_text = decl.help.replace("%", "%%")
+        parser.add_argument(f"--{name}", type=_argument_type(decl, default), default=decl.as_text(default)
+                            if decl.parse else default, help=f"{help_text} (default: {decl.as_text(default)!r})")
 
 
-def train_config(args: argparse.Namespace, base: TrainConfig | None = None) -> TrainConfig:
-    """The TrainConfig named by parsed options (only options that are TrainConfig parameters)."""
-    base = base or TrainConfig()
-    known = base.flat_params()
-    return base.replace(**{k: v for k, v in vars(args).items() if k in known}).validate()
+def build_parser(config: type[Config], description: str) -> argparse.ArgumentParser:
+    """The parser of a verb: its docstring as description, one option per flat parameter."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_params(parser, config)
+    return parser
+
+
+def parse_config(config: type[Config], description: str, argv: list[str] | None = None) -> Config:
+    """Parse the command line into a validated configuration (a :class:`ConfigError` names the
+    first bad parameter)."""
+    args = vars(build_parser(config, description).parse_args(argv))
+    return config.from_flat(args).validate() if hasattr(config, "from_flat") else config().replace(**args).validate()
 
 
 def run_cli(main: Callable[[], object]) -> None:
     """Run an entry point; the project's own errors exit with status 2 and one line on stderr."""
-    from hwr.data import BadInputError
-
     try:
         main()
-    except (ConfigError, BadInputError) as exc:
+    except HwrError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
+
+
+def _cell_default(decl: Declaration, default) -> str:
+    text = decl.as_text(default)
+    return f"`{text}`" if text else "(empty)"
+
+
+def markdown_table(config: type[Config], shared: dict[str, str] | None = None) -> str:
+    """The README table of a verb's parameters: one row per parameter, from its declaration.
+
+    Args:
+        shared: nested configuration field -> the verb it is documented with (e.g.
+            ``{"data": "train"}``): those parameters get one row saying so instead of one each.
+    """
+    shared = shared or {}
+    rows = ["| parameter | default | meaning |", "|---|---|---|"]
+    folded = {name: set(config.nested()[field].declarations()) for field, name in shared.items()}
+    done: set[str] = set()
+    for name, (decl, default) in config.declarations().items():
+        group = next((f for f, names in folded.items() if name in names), None)
+        if group is None:
+            rows.append(f"| `{name}` | {_cell_default(decl, default)} | {decl.help} |")
+        elif group not in done:
+            done.add(group)
+            names = [n for n in config.declarations() if n in folded[group]]
+            rows.append(f"| {', '.join(f'`{n}`' for n in names)} | as `{shared[group]}` | "
+                        f"{config.nested()[group].__doc__.strip().splitlines()[0]} |")
+    return "\n".join(rows)
+
+
+def readme_tables() -> dict[str, str]:
+    """Every verb's README parameter table, by verb."""
+    from hwr.config import FinetuneConfig, PredictConfig, TrainConfig
+    from hwr.tuning.config import TuneConfig
+
+    return {
+        "train": markdown_table(TrainConfig),
+        "finetune": markdown_table(FinetuneConfig, {"data": "train"}),
+        "tune": markdown_table(TuneConfig, {"train": "train"}),
+        "predict": markdown_table(PredictConfig),
+    }
+
+
+def rewrite_readme(text: str, tables: dict[str, str]) -> str:
+    """``text`` with each ``<!-- params:VERB -->`` ... ``<!-- /params:VERB -->`` block replaced by
+    that verb's table.
+
+    Raises:
+        ValueError: a verb whose markers are missing.
+    """
+    for verb, table in tables.items():
+        pattern = re.compile(rf"(<!-- params:{verb} -->\n).*?(\n<!-- /params:{verb} -->)", re.S)
+        if not pattern.search(text):
+            raise ValueError(f"README has no <!-- params:{verb} --> ... <!-- /params:{verb} --> block")
+        text = pattern.sub(lambda m: m.group(1) + table + m.group(2), text)
+    return text
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Rewrite (or --check) the README's parameter tables.")
+    parser.add_argument("command", choices=["readme"])
+    parser.add_argument("path", type=Path)
+    parser.add_argument("--check", action="store_true", help="only report whether the tables are current")
+    args = parser.parse_args(argv)
+    old = args.path.read_text(encoding="utf-8")
+    new = rewrite_readme(old, readme_tables())
+    if args.check:
+        print("up to date" if new == old else f"{args.path}: parameter tables differ from the declarations")
+        return 0 if new == old else 1
+    args.path.write_text(new, encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

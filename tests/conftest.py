@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 SHARED = Path(os.environ.get("HWR_SHARED_DATA", ROOT.parent / "shared" / "data"))
 DHSD = SHARED / "dhsd"
 HOOKER = SHARED / "hooker"

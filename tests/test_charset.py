@@ -2,7 +2,7 @@
 
 import pytest
 
-from hwr.charset import BLANK, Charset, ctc_frames_needed
+from hwr.data.charset import BLANK, Charset, ctc_frames_needed
 
 
 def test_blank_is_zero_and_chars_start_at_one():

@@ -7,8 +7,10 @@ import pytest
 
 from conftest import DHSD
 from hwr.config import DataConfig
-from hwr.data import BadInputError, random_split
-from hwr.train import prepare_data
+from hwr.config import ModelConfig
+from hwr.data.dataset import prepare_data
+from hwr.data.labels import random_split
+from hwr.errors import BadInputError
 
 GOOD = ["images/writer1/1_0.png", "images/writer1/1_1.png", "images/writer1/1_10.png"]
 
@@ -37,7 +39,7 @@ def write_csv(folder, bad_row: dict | None, split_col=True):
 
 
 def prepare(cfg, time_steps=40):
-    return prepare_data(cfg, 40, 160, time_steps, seed=1)
+    return prepare_data(cfg, ModelConfig(img_width=4 * time_steps), seed=1)
 
 
 BAD_CASES = [

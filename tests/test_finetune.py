@@ -21,7 +21,7 @@ def store(tmp_path_factory):
     and a DHSD subset (32/16/16) whose training labels hold characters Hooker's lack (äöüß...)."""
     import mlflow
 
-    from hwr.train import run_train
+    from hwr.training.train import run_train
 
     tmp = tmp_path_factory.mktemp("finetune")
     uri = f"sqlite:///{tmp / 'mlflow.db'}"
@@ -63,8 +63,8 @@ def n_runs():
     ("runs:/0123456789abcdef/full_model", "cannot find"),
 ])
 def test_bad_base_model_is_refused_before_data_is_read(store, uri, says):
-    from hwr.config import ConfigError
-    from hwr.finetune import run_finetune
+    from hwr.errors import ConfigError
+    from hwr.training.finetune import run_finetune
 
     before = n_runs()
     cfg = finetune_config(store, base_model=uri, data=str(store["tmp"] / "no-such-folder"))
@@ -84,8 +84,8 @@ def test_cli_prints_one_line_for_a_prediction_model(store):
 
 
 def test_unknown_freeze_until_lists_layer_names(store):
-    from hwr.config import ConfigError
-    from hwr.finetune import run_finetune
+    from hwr.errors import ConfigError
+    from hwr.training.finetune import run_finetune
 
     cfg = finetune_config(store, freeze_until="lstm9", data=str(store["tmp"] / "no-such-folder"))
     with pytest.raises(ConfigError, match="freeze_until='lstm9'.*bilstm1, .*bilstm2, output"):
@@ -93,8 +93,8 @@ def test_unknown_freeze_until_lists_layer_names(store):
 
 
 def test_surgery_keeps_old_output_weights_and_freezes_up_to_the_recurrent_stack(store):
-    from hwr import transfer
-    from hwr.model import OUTPUT_LAYER
+    from hwr.model import transfer
+    from hwr.model.crnn import OUTPUT_LAYER
 
     base = load(BASE_FULL)
     old_kernel, old_bias = base.get_layer(OUTPUT_LAYER).get_weights()
@@ -116,8 +116,8 @@ def test_phase_one_extends_charset_and_trains_only_the_head(store):
     import mlflow
     from mlflow import MlflowClient
 
-    from hwr.finetune import run_finetune
-    from hwr.model import OUTPUT_LAYER
+    from hwr.training.finetune import run_finetune
+    from hwr.model.crnn import OUTPUT_LAYER
 
     result = run_finetune(finetune_config(store, head_epochs=2, full_epochs=0))
     base_chars = mlflow.models.get_model_info(BASE_FULL).metadata["charset"]
@@ -151,14 +151,14 @@ def write_subset_texts(csv, split):
 def test_two_phases_continue_steps_and_register_with_lineage(store):
     from mlflow import MlflowClient
 
-    from hwr.finetune import run_finetune
+    from hwr.training.finetune import run_finetune
 
     client = MlflowClient()
     base_run = client.get_model_version("hwr-crnn-full", "1").run_id
     result = run_finetune(finetune_config(store, head_epochs=1, full_epochs=1, base_model="models:/hwr-crnn-full@champion"))
     run = client.get_run(result.run_id)
-    assert run.data.tags["base_model"] == "models:/hwr-crnn-full@champion"
-    assert run.data.tags["base_run_id"] == base_run
+    assert run.data.tags["hwr.base_model"] == "models:/hwr-crnn-full@champion"
+    assert run.data.tags["hwr.base_run_id"] == base_run
     assert run.data.params["base_model"] == "models:/hwr-crnn-full@champion"
     steps = lambda key: [(m.step, m.value) for m in client.get_metric_history(result.run_id, key)]
     assert [s for s, _ in steps("val_cer")] == [0, 1]

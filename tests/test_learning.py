@@ -3,12 +3,13 @@
 import pytest
 
 from conftest import DHSD, tiny_config
-from hwr import metrics
-from hwr.fit import fit
-from hwr.inference import transcribe
-from hwr.model import prediction_model
-from hwr.pipeline import as_model_input
-from hwr.train import build_model, datasets, prepare_data
+from hwr.evaluation import metrics
+from hwr.data.dataset import prepare_data
+from hwr.data.pipeline import as_model_input
+from hwr.model.crnn import prediction_model
+from hwr.model.inference import transcribe
+from hwr.training.fit import fit
+from hwr.training.steps import build_model, datasets
 
 
 @pytest.mark.slow
@@ -19,7 +20,7 @@ def test_small_model_fits_64_dhsd_images(dhsd_subset, tmp_path):
     cfg = tiny_config(labels, img_height=32, img_width=160, conv_filters="32,64", dense_units=64,
                       lstm1_units=64, lstm2_units=64, lr=3e-3, augment=False, batch_size=8)
     m = cfg.model
-    data = prepare_data(cfg.data, m.img_height, m.img_width, m.time_steps, cfg.seed)
+    data = prepare_data(cfg.data, cfg.model, cfg.seed)
     model = build_model(cfg, data.charset)
     train_images = as_model_input(data.images["train"])
     before, _ = transcribe(prediction_model(model), data.charset, train_images)

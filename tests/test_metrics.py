@@ -2,7 +2,7 @@
 
 import pytest
 
-from hwr.metrics import cer, edit_distance, wer
+from hwr.evaluation.metrics import cer, edit_distance, wer
 
 
 def test_edit_distance_hand_worked():

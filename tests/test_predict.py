@@ -14,11 +14,11 @@ import pytest
 
 from conftest import DHSD, ROOT, tiny_config, write_subset
 
-from hwr import metrics
-from hwr.config import ConfigError
-from hwr.evaluation import confusions, summary_metrics
-from hwr.lexicon import Lexicon
-from hwr.predict_config import PredictConfig
+from hwr.evaluation import metrics
+from hwr.errors import ConfigError
+from hwr.evaluation.scoring import confusions, summary_metrics
+from hwr.evaluation.lexicon import Lexicon
+from hwr.config import PredictConfig
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +27,7 @@ def store(tmp_path_factory):
     (the same model registered again: enough to compare two URIs, at no training cost)."""
     import mlflow
 
-    from hwr.train import run_train
+    from hwr.training.train import run_train
 
     root = tmp_path_factory.mktemp("predict_store")
     uri = f"sqlite:///{root / 'mlflow.db'}"
@@ -98,7 +98,7 @@ def test_evaluation_on_hand_made_strings():
 def test_predict_labelled_csv_metrics_and_report(use_store, tmp_path):
     from mlflow import MlflowClient
 
-    from hwr.predict import run_predict
+    from hwr.prediction.predict import run_predict
 
     labels = tmp_path / "labels.csv"
     rows = pd.read_csv(use_store["subset"], dtype=str, keep_default_na=False)
@@ -137,7 +137,7 @@ def test_predict_labelled_csv_metrics_and_report(use_store, tmp_path):
 def test_unlabelled_folder_with_a_corrupt_image(use_store, tmp_path):
     from mlflow import MlflowClient
 
-    from hwr.predict import run_predict
+    from hwr.prediction.predict import run_predict
 
     folder = tmp_path / "scans"
     (folder / "sub").mkdir(parents=True)
@@ -164,7 +164,7 @@ def test_unlabelled_folder_with_a_corrupt_image(use_store, tmp_path):
 def test_two_models_parent_and_children(use_store, tmp_path):
     from mlflow import MlflowClient
 
-    from hwr.predict import run_predict
+    from hwr.prediction.predict import run_predict
 
     out = tmp_path / "cmp.csv"
     result = run_predict(PredictConfig(model="models:/hwr-crnn/1, models:/hwr-crnn/2", data=str(DHSD),
@@ -188,7 +188,7 @@ def test_two_models_parent_and_children(use_store, tmp_path):
 
 
 def test_bad_model_uri_is_a_config_error(tracking_uri, dhsd_subset, tmp_path):
-    from hwr.predict import run_predict
+    from hwr.prediction.predict import run_predict
 
     with pytest.raises(ConfigError, match="nope"):
         run_predict(PredictConfig(model="models:/nope/1", data=str(DHSD), labels=str(dhsd_subset),
@@ -211,5 +211,5 @@ def test_mlflow_run_entry_point(use_store, tmp_path):
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert len(read_csv(out)) == 8
-    runs = MlflowClient().search_runs(["0"], filter_string="tags.hwr_verb = 'predict' and params.max_images = '8'")
+    runs = MlflowClient().search_runs(["0"], filter_string="tags.`hwr.verb` = 'predict' and params.max_images = '8'")
     assert runs and runs[0].data.metrics["n_images"] == 8

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from conftest import DHSD, HOOKER
-from hwr.preprocess import ImageDecodeError, decode_image, fit_to_geometry, load_image
+from hwr.data.images import decode_image, fit_to_geometry, load_image
+from hwr.errors import ImageDecodeError
 
 
 def encode(image, ext=".png"):

@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from hwr.config import FinetuneConfig, TrainConfig
-from hwr.predict_config import PredictConfig
-from hwr.tuning_config import TuneConfig
+from hwr.config import PredictConfig
+from hwr.tuning.config import TuneConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -57,7 +57,7 @@ def test_every_parameter_reaches_the_entry_point(entry):
     passed = re.findall(r"--(\w+) \{(\w+)\}", spec["command"])
     assert all(flag == name for flag, name in passed), passed
     assert sorted(name for _, name in passed) == sorted(spec["parameters"])
-    assert f"entrypoints/{entry}.py" in spec["command"]
+    assert spec["command"].startswith(f"python -m entrypoints.{entry} ")
 
 
 @pytest.mark.parametrize("entry", sorted(CODE_DEFAULTS))

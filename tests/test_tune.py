@@ -16,7 +16,7 @@ SUBSET = {"max_evals": 3, "trial_epochs": 1, "patience": 0, "batch_size": 16, "s
 
 
 def tune_config(labels, tmp_path, space: dict | None = None, **changes):
-    from hwr.tuning_config import TuneConfig
+    from hwr.tuning.config import TuneConfig
 
     flat = {"data": str(DHSD), "labels": str(labels), **SUBSET, **changes}
     if space is not None:
@@ -48,8 +48,8 @@ def children(client, parent_id):
     ({"kernel_size": 3}, "nothing to tune"),
 ])
 def test_search_space_file_errors_name_the_parameter(tmp_path, params, message):
-    from hwr.config import ConfigError
-    from hwr.search_space import load_space
+    from hwr.errors import ConfigError
+    from hwr.tuning.space import load_space
 
     path = tmp_path / "space.yaml"
     path.write_text(json.dumps({"base": "none", "params": params}))  # JSON is valid YAML
@@ -59,7 +59,7 @@ def test_search_space_file_errors_name_the_parameter(tmp_path, params, message):
 
 
 def test_search_space_file_narrows_the_default(tmp_path):
-    from hwr.search_space import DEFAULT_SPACE, hyperopt_space, load_space, to_params
+    from hwr.tuning.space import DEFAULT_SPACE, hyperopt_space, load_space, to_params
 
     path = tmp_path / "space.yaml"
     path.write_text("params:\n  kernel_size: 5\n  batch_size: [8, 16]\n  lr: {type: loguniform, low: 1.0e-4, high: 1.0e-3}\n")
@@ -77,7 +77,7 @@ def test_bad_search_space_fails_before_any_trial(tmp_path, tracking_uri, dhsd_su
     from mlflow import MlflowClient
 
     from hwr.cli import run_cli
-    from hwr.tuning_config import TuneConfig
+    from hwr.tuning.config import TuneConfig
 
     (tmp_path / "bad.yaml").write_text("params:\n  lr: {type: loguniform, low: -1, high: 0.1}\n")
     cfg = TuneConfig.from_flat({"labels": str(dhsd_subset), "data": str(DHSD), "search_space": str(tmp_path / "bad.yaml")})
@@ -94,13 +94,13 @@ def test_tpe_search_nests_trials_and_registers_best_as_challenger(tmp_path, trac
                                                                   monkeypatch):
     from mlflow import MlflowClient
 
-    import hwr.train
-    from hwr.tuning import run_tune
+    import hwr.training.train
+    from hwr.tuning.search import run_tune
 
     def in_this_process(cfg):
         raise AssertionError("with isolate_trials (the default) a trial must not train in the search's process")
 
-    monkeypatch.setattr(hwr.train, "train_and_log", in_this_process)
+    monkeypatch.setattr(hwr.training.train, "train_and_log", in_this_process)
 
     space = {"base": "none", "params": {"lr": {"type": "loguniform", "low": 1e-3, "high": 1e-2},
                                         "dense_units": [16, 32]}}
@@ -114,7 +114,7 @@ def test_tpe_search_nests_trials_and_registers_best_as_challenger(tmp_path, trac
         assert kid.data.params["epochs"] == "1" and 0 <= kid.data.metrics["val_cer"] <= 1.5
     best = min(kids, key=lambda k: k.data.metrics["best_val_cer"])
     assert parent.data.metrics["best_val_cer"] == pytest.approx(best.data.metrics["best_val_cer"])
-    assert parent.data.tags["best_run_id"] == best.info.run_id == result.best_run_id
+    assert parent.data.tags["hwr.best_run_id"] == best.info.run_id == result.best_run_id
     assert parent.data.params["best_dense_units"] == best.data.params["dense_units"]
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"trials.csv", "tuning_plot.png", "hyperopt"} <= artifacts
@@ -134,10 +134,10 @@ def test_failed_trial_is_marked_and_interrupted_search_resumes(tmp_path, trackin
     import mlflow
     from mlflow import MlflowClient
 
-    import hwr.train
-    from hwr.tuning import TRIALS_ARTIFACT, run_tune
+    import hwr.training.train
+    from hwr.tuning.search import TRIALS_ARTIFACT, run_tune
 
-    real, calls = hwr.train.train_and_log, []
+    real, calls = hwr.training.train.train_and_log, []
 
     def train_and_log(cfg):
         calls.append(cfg.model.img_width)
@@ -145,7 +145,7 @@ def test_failed_trial_is_marked_and_interrupted_search_resumes(tmp_path, trackin
             raise Killed()
         return real(cfg)
 
-    monkeypatch.setattr(hwr.train, "train_and_log", train_and_log)
+    monkeypatch.setattr(hwr.training.train, "train_and_log", train_and_log)
     # img_width=8 leaves 2 CTC frames: every DHSD word is too long, so that trial must fail.
     space = {"base": "none", "params": {"img_width": [128, 8], "lr": {"type": "loguniform", "low": 1e-3, "high": 1e-2}}}
     # in-process trials (isolate_trials=False), so that the patched train_and_log is the one called
@@ -179,7 +179,7 @@ def test_spark_backend_nests_parallel_trials(tmp_path, tracking_uri, dhsd_subset
     pytest.importorskip("pyspark")
     from mlflow import MlflowClient
 
-    from hwr.tuning import run_tune
+    from hwr.tuning.search import run_tune
 
     space = {"base": "none", "params": {"lr": {"type": "loguniform", "low": 1e-3, "high": 1e-2}}}
     cfg = tune_config(dhsd_subset, tmp_path, space, max_evals=2, backend="spark", parallelism=2,
@@ -190,19 +190,20 @@ def test_spark_backend_nests_parallel_trials(tmp_path, tracking_uri, dhsd_subset
     kids = children(client, parent.info.run_id)
     assert len(kids) == 2 and all(k.info.status == "FINISHED" for k in kids)
     assert {k.info.experiment_id for k in kids} == {parent.info.experiment_id}
-    assert parent.data.tags["best_run_id"] in {k.info.run_id for k in kids}
+    assert parent.data.tags["hwr.best_run_id"] in {k.info.run_id for k in kids}
     assert result.n_ok == 2
 
 
 def test_nan_training_loss_fails_the_trial(tracking_uri):
     import mlflow
 
-    from hwr import tracking
-    from hwr.tuning_objective import Objective, TrialFailed
+    from hwr.mlflow import runs
+    from hwr.errors import TrialFailed
+    from hwr.tuning.objective import Objective
 
     with mlflow.start_run() as run:  # what a trial whose loss became NaN in epoch 2 leaves behind
-        tracking.log_metrics({"loss": 3.0, "val_cer": 0.9}, step=0)
-        tracking.log_metrics({"loss": float("nan"), "val_cer": 0.9}, step=1)
+        runs.log_metrics({"loss": 3.0, "val_cer": 0.9}, step=0)
+        runs.log_metrics({"loss": float("nan"), "val_cer": 0.9}, step=1)
     with pytest.raises(TrialFailed, match="NaN/inf in 1 of 2 epochs"):
         Objective._check_finite(run.info.run_id, 0.9)
     with pytest.raises(TrialFailed, match="metric is nan"):
@@ -229,7 +230,7 @@ def test_isolated_trial_whose_process_dies_is_failed_and_search_goes_on(tracking
     from hyperopt import STATUS_FAIL
     from mlflow import MlflowClient
 
-    from hwr.tuning_objective import LOST_TRIAL, IsolatedObjective
+    from hwr.tuning.objective import LOST_TRIAL, IsolatedObjective
 
     with mlflow.start_run() as parent:
         result = IsolatedObjective(DiesMidTrial(mlflow.get_tracking_uri(), parent.info.run_id))({"lr": 0.001})

@@ -1,0 +1,87 @@
+"""The parameters of ``predict``, each declared once (see :mod:`hwr.config.params`); the CSV
+column names are declared by :class:`~hwr.config.training.DataConfig` and shared.
+
+Knows nothing of MLflow or TensorFlow, so the entry point checks parameters before anything
+heavy loads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hwr.config.params import COUNT, NOT_BLANK, POSITIVE, UNIT_INTERVAL, Config, param, same_as
+from hwr.config.training import SPLITS, DataConfig
+from hwr.errors import ConfigError
+
+DECODERS = ("greedy", "beam")
+ALL_SPLITS = "all"
+SPLITS_ALLOWED = (ALL_SPLITS, *SPLITS)
+DEFAULT_LABELS = "labels.csv"
+NO_LABELS = ("", "none")
+
+
+@dataclass(frozen=True)
+class PredictConfig(Config):
+    """Everything one ``predict`` call needs (names are the MLproject parameters)."""
+
+    model: str = param("models:/hwr-crnn@champion",
+                       "MLflow URI of a prediction model (models:/NAME@alias, models:/NAME/VERSION, "
+                       "runs:/RUN_ID/model), or several separated by commas to compare them. The full model "
+                       "(hwr-crnn-full) is refused with a clear message", rule=NOT_BLANK)
+    data: str = param("../shared/data/dhsd", "a folder with a labels CSV, or a folder of PNG/JPEG images "
+                                             "(searched recursively) without labels", rule=NOT_BLANK)
+    labels: str = param(DEFAULT_LABELS, "labels CSV inside `data` (or absolute); `none` ignores labels; when "
+                                        "the default labels.csv does not exist, `data` is read as an unlabelled "
+                                        "folder; another CSV that does not exist is an error")
+    image_col: str = same_as(DataConfig, "image_col")
+    text_col: str = same_as(DataConfig, "text_col")
+    split_col: str = param("split", "CSV column with train/val/test; without it, train's seeded random split "
+                                    "(seed 42) is used")
+    split: str = param(ALL_SPLITS, "which rows of the labels CSV to transcribe", choices=SPLITS_ALLOWED)
+    output: str = param("output/predictions.csv",
+                        "predictions CSV path (`output/` is git-ignored); with several models one CSV per "
+                        "model, NAME_<model>.csv; the report folder NAME_report/ is written beside it",
+                        rule=NOT_BLANK)
+    decoder: str = param("greedy", "CTC decoding: greedy takes the best class per frame; beam is prefix beam "
+                                   "search (keras.ops.ctc_decode)", choices=DECODERS)
+    beam_width: int = param(10, "beams kept per frame with decoder=beam", rule=POSITIVE)
+    lexicon: str = param("none", "optional UTF-8 text file, one allowed transcription per line (`none`: no "
+                                 "lexicon); predictions are replaced by the closest entry when the similarity "
+                                 "reaches lexicon_threshold (raw and corrected text and metrics are both kept)")
+    lexicon_threshold: float = param(0.8, "minimum normalised Levenshtein similarity 1 - distance / max(len) "
+                                          "for a lexicon replacement, e.g. Berlln -> Berlin scores 0.83",
+                                     rule=UNIT_INTERVAL)
+    batch_size: int = param(64, "images read, checked and transcribed per chunk (memory stays flat with the "
+                                "number of images)", rule=POSITIVE)
+    max_images: int = param(0, "transcribe only the first N images (0 = all), for quick runs", rule=COUNT)
+
+    def model_uris(self) -> list[str]:
+        return [u.strip() for u in self.model.split(",") if u.strip()]
+
+    def lexicon_path(self) -> str | None:
+        """The lexicon file, or None for ``none`` / empty."""
+        return None if self.lexicon.strip().lower() in NO_LABELS else self.lexicon
+
+    def data_config(self) -> DataConfig:
+        return DataConfig(data=self.data, labels=self.labels, image_col=self.image_col,
+                          text_col=self.text_col, split_col=self.split_col, on_bad_input="skip")
+
+    def labelled(self) -> bool:
+        """Whether ``data`` is read through a labels CSV.
+
+        Raises:
+            ConfigError: a ``labels`` file other than the default that does not exist.
+        """
+        if self.labels.strip().lower() in NO_LABELS:
+            return False
+        if self.data_config().labels_path().is_file():
+            return True
+        if self.labels == DEFAULT_LABELS:
+            return False
+        raise ConfigError(f"labels={self.labels!r}: no such file {str(self.data_config().labels_path())!r}")
+
+    def check(self) -> None:
+        if not self.model_uris():
+            raise ConfigError("model: give at least one model URI, e.g. models:/hwr-crnn@champion")
+        if not self.output.lower().endswith(".csv"):
+            raise ConfigError(f"output={self.output!r}: expected a .csv path")

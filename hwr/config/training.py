@@ -1,0 +1,177 @@
+"""The parameters of ``train`` and ``finetune``, each declared once (see :mod:`hwr.config.params`):
+the data set, the CRNN's geometry and layers, and the training run. Also the CTC frame count,
+computed here once for the model builder, the data checks and every text that states it.
+
+Knows nothing of MLflow or TensorFlow, so a configuration is checked before anything heavy loads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hwr.config.params import (COUNT, FRACTION, LEARNING_RATE, NOT_BLANK, POSITIVE, Config, int_list_text,
+                               param, parse_bool, parse_int_list, same_as)
+from hwr.errors import ConfigError
+
+ACTIVATIONS = ("relu", "elu", "gelu", "swish", "tanh", "leaky_relu")
+BAD_INPUT_POLICIES = ("error", "skip")
+SPLITS = ("train", "val", "test")
+WIDTH_POOLED_BLOCKS = 2  # the first two conv blocks halve the width (and height); later ones only the height
+
+
+def width_stride(n_blocks: int) -> int:
+    """Input pixels of width per CTC frame for a CRNN with ``n_blocks`` conv blocks (1 block: 2,
+    2 or more: 4)."""
+    return 2 ** min(n_blocks, WIDTH_POOLED_BLOCKS)
+
+
+def ctc_frames(img_width: int, n_blocks: int) -> int:
+    """CTC output frames of a CRNN with ``n_blocks`` conv blocks for ``img_width`` input pixels."""
+    return img_width // width_stride(n_blocks)
+
+
+def frames_formula(n_blocks: int) -> str:
+    """The frame count as a user reads it, e.g. ``img_width / 4`` (for error messages and help)."""
+    return f"img_width / {width_stride(n_blocks)}"
+
+
+DEFAULT_FILTERS = (32, 64, 128)
+FRAMES_HELP = (f"the model emits {frames_formula(len(DEFAULT_FILTERS))} CTC frames "
+               f"({frames_formula(1)} with one conv block), and a label needs its length plus one "
+               "frame per doubled letter")
+
+
+@dataclass(frozen=True)
+class DataConfig(Config):
+    """The data set: where the labelled images are and how to read them."""
+
+    data: str = param("../shared/data/dhsd", "image folder; image paths in the labels CSV are relative to it",
+                      rule=NOT_BLANK)
+    labels: str = param("labels.csv", "labels CSV (a relative path is inside `data`)", rule=NOT_BLANK)
+    image_col: str = param("image", "CSV column with the image path, relative to `data` (paths leaving it "
+                                    "are rejected)", rule=NOT_BLANK)
+    text_col: str = param("text", "CSV column with the transcription (non-empty)", rule=NOT_BLANK)
+    split_col: str = param("split", "optional CSV column with train/val/test; without it a seeded random "
+                                    "split is made (`val_fraction`, `test_fraction`, `seed`) and logged as "
+                                    "split.csv")
+    val_fraction: float = param(0.1, "fraction of rows for val when the CSV has no split column", rule=FRACTION)
+    test_fraction: float = param(0.1, "fraction of rows for test when the CSV has no split column", rule=FRACTION)
+    on_bad_input: str = param("error", "`error`: stop at the first bad row, naming it; `skip`: count the "
+                                       "bad rows (metric skipped_rows), list them (bad_inputs.csv) and go on",
+                              choices=BAD_INPUT_POLICIES)
+    max_per_split: int = param(0, "use only the first N rows of each split (0 = all), for quick runs", rule=COUNT)
+
+    def labels_path(self) -> Path:
+        path = Path(self.labels)
+        return path if path.is_absolute() else Path(self.data) / path
+
+    def check(self) -> None:
+        if self.val_fraction + self.test_fraction >= 1.0:
+            raise ConfigError("val_fraction + test_fraction must leave rows for training")
+
+
+@dataclass(frozen=True)
+class ModelConfig(Config):
+    """The CRNN: input geometry, convolution blocks, dense layer, bidirectional LSTMs.
+
+    The input is ``(img_height, img_width, 1)``; width is the time axis. Each convolution block
+    halves the height; the first :data:`WIDTH_POOLED_BLOCKS` also halve the width, so the model
+    emits :func:`ctc_frames` frames (:attr:`time_steps`).
+    """
+
+    img_height: int = param(40, "model input height in pixels (images are scaled to it, keeping their "
+                                "aspect ratio); a multiple of 2**len(conv_filters)", rule=POSITIVE)
+    img_width: int = param(160, f"model input width in pixels (narrower images are padded, wider ones "
+                                f"squeezed); {FRAMES_HELP}", rule=POSITIVE)
+    conv_filters: tuple[int, ...] = param(DEFAULT_FILTERS, "filters of each convolution block (conv, batch "
+                                                           "norm, activation, max-pool), comma-separated",
+                                          parse=lambda t: parse_int_list(t, "conv_filters"), text=int_list_text)
+    kernel_size: int = param(3, "convolution kernel size in pixels", rule=POSITIVE)
+    activation: str = param("relu", "activation of the convolution and dense layers", choices=ACTIVATIONS)
+    dense_units: int = param(128, "units of the dense layer between the convolutions and the LSTMs",
+                             rule=POSITIVE)
+    dropout: float = param(0.25, "dropout rate after the dense layer and between the LSTMs", rule=FRACTION)
+    lstm1_units: int = param(128, "units per direction of the first bidirectional LSTM", rule=POSITIVE)
+    lstm2_units: int = param(64, "units per direction of the second bidirectional LSTM", rule=POSITIVE)
+
+    def check(self) -> None:
+        stride = width_stride(len(self.conv_filters))
+        if self.img_width % stride:
+            raise ConfigError(f"img_width={self.img_width}: must be a multiple of {stride}")
+        if self.img_height % (2 ** len(self.conv_filters)):
+            raise ConfigError(f"img_height={self.img_height}: must be a multiple of 2**len(conv_filters)"
+                              f" = {2 ** len(self.conv_filters)}")
+
+    @property
+    def time_steps(self) -> int:
+        """Number of CTC output frames the model emits for one image (:func:`ctc_frames`)."""
+        return ctc_frames(self.img_width, len(self.conv_filters))
+
+    @property
+    def frames_formula(self) -> str:
+        return frames_formula(len(self.conv_filters))
+
+
+@dataclass(frozen=True)
+class TrainConfig(Config):
+    """Everything one ``train`` run needs: the data, the model and the training settings."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    lr: float = param(1e-3, "Adam learning rate; it halves after every 3 epochs without a better val_cer, "
+                            "down to lr/16", rule=LEARNING_RATE)
+    batch_size: int = param(32, "images per training step", rule=POSITIVE)
+    epochs: int = param(40, "maximum epochs", rule=POSITIVE)
+    patience: int = param(8, "stop after this many epochs without a better val_cer (0 = never)", rule=COUNT)
+    seed: int = param(42, "seeds Python, NumPy, TensorFlow, the random split and the shuffle")
+    augment: bool = param(True, "random slant, shrink, vertical shift and stroke thickening of training "
+                                "images (true/false)", parse=parse_bool)
+    model_name: str = param("hwr-crnn", "registered model name of the prediction (pyfunc) model", rule=NOT_BLANK)
+    full_model_name: str = param("hwr-crnn-full", "registered model name of the full (trainable, with CTC "
+                                                  "loss) model", rule=NOT_BLANK)
+    register: bool = param(True, "register both models in the Model Registry (false: log them in the run "
+                                 "only)", parse=parse_bool)
+
+
+@dataclass(frozen=True)
+class FinetuneConfig(Config):
+    """Everything one ``finetune`` run needs: adapt a registered *full* model to new data in two
+    phases (the head with the rest frozen, then every layer). The model's geometry and layers are
+    the base model's, so the model parameters are not ``finetune``'s."""
+
+    base_model: str = param("models:/hwr-crnn-full@champion",
+                            "MLflow URI of the full model to start from: models:/NAME/VERSION, models:/NAME@alias "
+                            "or runs:/RUN_ID/full_model (a prediction model such as models:/hwr-crnn/1 is "
+                            "refused before any data is read)", rule=NOT_BLANK)
+    data: DataConfig = field(default_factory=DataConfig)
+    head_epochs: int = param(5, "phase 1: maximum epochs with the layers up to freeze_until frozen "
+                                "(0 = skip phase 1)", rule=COUNT)
+    head_lr: float = param(1e-3, "phase 1: Adam learning rate", rule=LEARNING_RATE)
+    full_epochs: int = param(15, "phase 2: maximum epochs with every layer trainable (0 = skip phase 2)",
+                             rule=COUNT)
+    full_lr: float = param(1e-4, "phase 2: Adam learning rate (usually 10x lower than head_lr)",
+                           rule=LEARNING_RATE)
+    patience: int = param(5, "per phase: stop after this many epochs without a better val_cer (0 = never)",
+                          rule=COUNT)
+    freeze_until: str = param("auto", "phase 1 freezes this layer and every layer before it; auto = the last "
+                                      "recurrent layer (bilstm2), so only the output layer trains. Layer "
+                                      "names: conv1, bn1, ..., dense1, bilstm1, bilstm2, output; an unknown "
+                                      "name gives an error listing them", rule=NOT_BLANK)
+    batch_size: int = same_as(TrainConfig, "batch_size")
+    seed: int = same_as(TrainConfig, "seed")
+    augment: bool = same_as(TrainConfig, "augment")
+    model_name: str = same_as(TrainConfig, "model_name")
+    full_model_name: str = same_as(TrainConfig, "full_model_name")
+    register: bool = same_as(TrainConfig, "register")
+
+    def check(self) -> None:
+        if self.head_epochs + self.full_epochs == 0:
+            raise ConfigError("head_epochs and full_epochs are both 0: nothing to train")
+
+    def train_config(self, model: ModelConfig) -> TrainConfig:
+        """The TrainConfig of the shared training steps (pipelines, registration) for ``model``."""
+        return TrainConfig(data=self.data, model=model, lr=self.full_lr, batch_size=self.batch_size,
+                           epochs=max(self.head_epochs + self.full_epochs, 1), patience=self.patience,
+                           seed=self.seed, augment=self.augment, model_name=self.model_name,
+                           full_model_name=self.full_model_name, register=self.register)

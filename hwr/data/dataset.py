@@ -1,0 +1,81 @@
+"""A labelled data set in memory for training: validated rows per split, their preprocessed
+images and the charset. Shared by ``train``, ``finetune`` and every ``tune`` trial."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from hwr.config import DataConfig, ModelConfig
+from hwr.config.training import SPLITS
+from hwr.data.charset import Charset
+from hwr.data.images import fit_to_geometry, load_image, to_uint8
+from hwr.data.labels import BadInputLog, check_label_lengths, read_labels
+from hwr.errors import BadInputError, ImageDecodeError
+
+
+@dataclass
+class PreparedData:
+    """Validated rows, their images in memory and the charset.
+
+    ``images[split]``: ``(n, height, width)`` uint8, 255 = white; ``frames[split]``: the kept CSV
+    rows (``row``, ``image``, ``path``, ``text``, ``split``); ``bad``: the rejected rows;
+    ``random_split``: the CSV had no split column (the split was drawn, seeded).
+    """
+
+    charset: Charset
+    frames: dict[str, pd.DataFrame]
+    images: dict[str, np.ndarray]
+    bad: BadInputLog
+    random_split: bool
+
+    def texts(self, split: str) -> list[str]:
+        return self.frames[split]["text"].tolist()
+
+
+def load_images(frame: pd.DataFrame, height: int, width: int, bad: BadInputLog,
+                desc: str = "images") -> tuple[np.ndarray, pd.DataFrame]:
+    """Decode and preprocess every image of ``frame`` into memory.
+
+    Returns:
+        ``(n, height, width)`` uint8 images (255 = white) and the frame of the rows kept.
+
+    Raises:
+        BadInputError: under policy ``error``, for the first undecodable image.
+    """
+    images, keep = [], []
+    for r in tqdm(frame.itertuples(), total=len(frame), desc=f"loading {desc}", unit="img", leave=False):
+        try:
+            images.append(to_uint8(fit_to_geometry(load_image(r.path), height, width)))
+            keep.append(True)
+        except (ImageDecodeError, OSError) as exc:
+            bad.report(r.row, r.image, r.split, f"cannot read image: {exc}")
+            keep.append(False)
+    stacked = np.stack(images) if images else np.zeros((0, height, width), np.uint8)
+    return stacked, frame[keep].reset_index(drop=True)
+
+
+def prepare_data(cfg: DataConfig, model: ModelConfig, seed: int, charset: Charset | None = None) -> PreparedData:
+    """Read, validate and load a data set for a model of ``model``'s geometry and frame count.
+
+    The charset is built from the training labels unless one is given (fine-tuning).
+
+    Raises:
+        BadInputError: bad input under policy ``error``, or a split left with no rows.
+    """
+    bad = BadInputLog(cfg.on_bad_input, cfg.labels_path())
+    frame = read_labels(cfg, seed, bad)
+    if charset is None:
+        charset = Charset.from_texts(frame.loc[frame.split == "train", "text"])
+    frame = check_label_lengths(frame, charset, model, bad)
+    frames, images = {}, {}
+    for split in SPLITS:
+        images[split], frames[split] = load_images(frame[frame.split == split], model.img_height,
+                                                   model.img_width, bad, split)
+        if not len(frames[split]):
+            raise BadInputError(f"{cfg.labels_path()}: no usable rows in split {split!r}")
+    has_split = cfg.split_col in pd.read_csv(cfg.labels_path(), nrows=0).columns
+    return PreparedData(charset, frames, images, bad, not has_split)

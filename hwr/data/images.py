@@ -1,0 +1,81 @@
+"""Image -> normalised array of the model's geometry.
+
+The one preprocessing used by training, evaluation, ``predict`` and the served model.
+Any PNG/JPEG (8 or 16 bit; gray, RGB or RGBA) becomes grayscale, is contrast-stretched to
+[0, 1] (white paper ~1, ink ~0), scaled to the model's height keeping its aspect ratio, then
+padded on the right with its background colour, or squeezed horizontally if too wide.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from hwr.errors import ImageDecodeError
+
+
+def decode_image(data: bytes) -> np.ndarray:
+    """Decode image bytes to a grayscale ``(height, width)`` uint8 array.
+
+    Transparent pixels (RGBA) are composited onto white; 16-bit images are reduced to 8 bit.
+
+    Raises:
+        ImageDecodeError: empty or undecodable bytes, or an image with no pixels.
+    """
+    if not data:
+        raise ImageDecodeError("empty file")
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if image is None or image.size == 0:
+        raise ImageDecodeError("not a decodable PNG or JPEG image")
+    if image.dtype == np.uint16:
+        image = (image // 257).astype(np.uint8)
+    elif image.dtype != np.uint8:
+        image = cv2.normalize(image, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+    if image.ndim == 3 and image.shape[2] == 4:
+        alpha = image[:, :, 3:4].astype(np.float32) / 255.0
+        rgb = image[:, :, :3].astype(np.float32) * alpha + 255.0 * (1.0 - alpha)
+        image = cv2.cvtColor(rgb.astype(np.uint8), cv2.COLOR_BGR2GRAY)
+    elif image.ndim == 3 and image.shape[2] == 3:
+        image = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    elif image.ndim == 3:
+        image = image[:, :, 0]
+    return image
+
+
+def load_image(path: str | Path) -> np.ndarray:
+    """Read and decode an image file (see :func:`decode_image`).
+
+    Raises:
+        FileNotFoundError: no such file. ImageDecodeError: not a decodable image.
+    """
+    return decode_image(Path(path).read_bytes())
+
+
+def fit_to_geometry(gray: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Normalise a grayscale image to the model's input geometry.
+
+    Args:
+        gray: ``(h, w)`` uint8 image, any size.
+        height, width: model input size in pixels.
+
+    Returns:
+        ``(height, width)`` float32 in [0, 1]; background ~1.0, ink ~0.0.
+    """
+    image = gray.astype(np.float32)
+    low, high = float(image.min()), float(image.max())
+    image = (image - low) / (high - low) if high > low else np.ones_like(image)
+    h, w = image.shape
+    new_w = max(1, min(width, round(w * height / h)))
+    interpolation = cv2.INTER_AREA if h > height else cv2.INTER_LINEAR
+    image = cv2.resize(image, (new_w, height), interpolation=interpolation)
+    if new_w < width:
+        background = float(np.median(image))
+        image = np.pad(image, ((0, 0), (0, width - new_w)), constant_values=background)
+    return np.clip(image, 0.0, 1.0)
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """``[0, 1]`` float image -> uint8 (for compact in-memory training sets)."""
+    return np.round(image * 255.0).astype(np.uint8)

@@ -1,0 +1,81 @@
+"""tf.data input pipelines: in-memory uint8 images + label ids -> shuffled, augmented batches.
+
+Batches are dicts ``{"image": (batch, height, width, 1) float32 in [0, 1],
+"label": (batch, max_len) int32}``; labels hold ids 1..V at their true length, padded with 0
+(the blank id, which the CTC loss layer reads as "no character").
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from hwr.data.charset import Charset
+
+
+def pad_labels(texts, charset: Charset) -> np.ndarray:
+    """``(n, max_len)`` int32 label ids, 0-padded; unknown characters are left out.
+
+    Unknown characters only occur in val/test labels; they are dropped from the *loss* target
+    only (``val_loss``); CER/WER compare against the untouched text, so they count as errors.
+    """
+    encoded = [charset.encode(t, drop_unknown=True) for t in texts]
+    width = max((len(e) for e in encoded), default=1) or 1
+    out = np.zeros((len(encoded), width), np.int32)
+    for i, ids in enumerate(encoded):
+        out[i, :len(ids)] = ids
+    return out
+
+
+def augment(image: tf.Tensor) -> tf.Tensor:
+    """Random handwriting-style distortion of one ``(height, width, 1)`` float32 image.
+
+    Slant (x-shear +-0.3), shrink (scale 0.8..1.0 about the left edge, so wide words are never
+    cropped), a small vertical shift and thicker strokes (2x2 min filter, probability 1/4).
+    Background (1.0) fills the uncovered area. No brightness/contrast jitter: preprocessing
+    already stretches every image's contrast, so jitter would only move the training images'
+    statistics away from those seen at validation and prediction time.
+    """
+    height = tf.cast(tf.shape(image)[0], tf.float32)
+    shear = tf.random.uniform([], -0.3, 0.3)
+    scale = tf.random.uniform([], 0.8, 1.0)
+    shift = tf.random.uniform([], -0.05, 0.05) * height
+    centre = height / 2.0
+    transform = tf.stack([
+        1.0 / scale, shear, -shear * centre,
+        0.0, 1.0 / scale, centre - centre / scale + shift,
+        0.0, 0.0,
+    ])[tf.newaxis]
+    out = tf.raw_ops.ImageProjectiveTransformV3(
+        images=image[tf.newaxis], transforms=transform, output_shape=tf.shape(image)[:2],
+        fill_value=1.0, interpolation="BILINEAR", fill_mode="CONSTANT",
+    )
+    thicker = -tf.nn.max_pool2d(-out, 2, 1, "SAME")  # ink is dark: a min filter thickens strokes
+    return tf.clip_by_value(tf.where(tf.random.uniform([]) < 0.25, thicker, out)[0], 0.0, 1.0)
+
+
+def make_dataset(images: np.ndarray, labels: np.ndarray, batch_size: int, *, shuffle: bool,
+                 augment_images: bool, seed: int) -> tf.data.Dataset:
+    """Batched dataset of ``{"image", "label"}`` dicts (see module docstring).
+
+    Args:
+        images: ``(n, height, width)`` uint8, 255 = white.
+        labels: ``(n, max_len)`` int32 from :func:`pad_labels`.
+        shuffle: reshuffle every epoch (seeded). augment_images: apply :func:`augment`.
+    """
+    ds = tf.data.Dataset.from_tensor_slices((images, labels))
+    if shuffle:
+        ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
+
+    def to_example(image, label):
+        image = tf.cast(image[..., tf.newaxis], tf.float32) / 255.0
+        if augment_images:
+            image = augment(image)
+        return {"image": image, "label": label}
+
+    return ds.map(to_example, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def as_model_input(images: np.ndarray) -> np.ndarray:
+    """``(n, h, w)`` uint8 -> ``(n, h, w, 1)`` float32 in [0, 1] (the prediction model's input)."""
+    return (images.astype(np.float32) / 255.0)[..., np.newaxis]

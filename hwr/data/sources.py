@@ -1,0 +1,117 @@
+"""Images to transcribe for ``predict``: the rows of a labels CSV or every image of a folder,
+read lazily chunk by chunk so memory stays flat with the number of images.
+
+A row whose image is missing or undecodable is not fatal here: it is returned with an ``error``
+text, and the batch goes on. Knows nothing of models or MLflow.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import pandas as pd
+
+from hwr.config import DataConfig
+from hwr.config.prediction import ALL_SPLITS
+from hwr.data.images import decode_image
+from hwr.data.labels import BadInputLog, read_labels
+from hwr.errors import BadInputError, ImageDecodeError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+def image_table(data: DataConfig, split: str = ALL_SPLITS, labelled: bool = True, seed: int = 42) -> pd.DataFrame:
+    """The images to transcribe, one row each, in a stable order.
+
+    Labelled (``labelled=True``): the labels CSV read with :func:`hwr.data.labels.read_labels` (policy
+    ``skip``); columns ``row`` (CSV line), ``image`` (as in the CSV), ``path`` (absolute),
+    ``truth``, ``split``, ``error`` (``""``, or why the row cannot be used, e.g. a missing image:
+    such rows are kept, not dropped). ``split`` other than ``all`` keeps only that split; a CSV
+    without a split column gets ``train``'s seeded random split (``seed``, default as in train).
+    Unlabelled: every PNG/JPEG under ``data.data`` recursively, sorted; columns ``image``
+    (relative to the folder), ``path``, ``error``.
+
+    Raises:
+        BadInputError: missing folder, CSV or column, or no image at all.
+    """
+    folder = Path(data.data)
+    if not folder.is_dir():
+        raise BadInputError(f"data folder {data.data!r} does not exist (parameter data)")
+    table = _labelled(data, split, seed) if labelled else _folder(folder)
+    if not len(table):
+        what = f"split {split!r} of {data.labels_path()}" if labelled else f"{data.data!r} (PNG/JPEG, recursively)"
+        raise BadInputError(f"no images to transcribe in {what}")
+    return table
+
+
+def _labelled(data: DataConfig, split: str, seed: int) -> pd.DataFrame:
+    bad = BadInputLog("skip", data.labels_path())
+    frame = read_labels(data, seed=seed, bad=bad).rename(columns={"text": "truth"})
+    frame["error"] = ""
+    folder = Path(data.data).resolve()
+    rejected = pd.DataFrame({
+        "row": [b.row for b in bad.rows], "image": [b.file for b in bad.rows],
+        "path": [str(folder / b.file) if b.file else "" for b in bad.rows], "truth": "",
+        "split": [b.split for b in bad.rows], "error": [b.reason for b in bad.rows],
+    })
+    frame = pd.concat([frame, rejected], ignore_index=True) if len(rejected) else frame
+    if split != ALL_SPLITS:
+        frame = frame[frame.split == split]
+    columns = ["row", "image", "path", "truth", "split", "error"]
+    return frame.sort_values("row")[columns].reset_index(drop=True)
+
+
+def _folder(folder: Path) -> pd.DataFrame:
+    paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    return pd.DataFrame({
+        "image": [str(p.relative_to(folder)) for p in paths],
+        "path": [str(p.resolve()) for p in paths], "error": "",
+    })
+
+
+@dataclass
+class Chunk:
+    """Up to ``chunk_size`` rows of the image table and their images.
+
+    ``rows``: the table's rows (``error`` filled in for unreadable images);
+    ``encoded``: base64 PNG/JPEG of the readable rows, in order; ``ok``: boolean mask of
+    ``rows`` that are readable (``len(encoded) == ok.sum()``).
+    """
+
+    rows: pd.DataFrame
+    encoded: list[str]
+    ok: pd.Series
+
+
+def read_chunks(table: pd.DataFrame, chunk_size: int = 64) -> Iterator[Chunk]:
+    """Yield the table in chunks with their images read and checked (decoded once with
+    :func:`hwr.data.images.decode_image`, so a bad file never reaches a model).
+
+    Only one chunk's images are in memory at a time.
+    """
+    for start in range(0, len(table), chunk_size):
+        rows = table.iloc[start:start + chunk_size].copy()
+        encoded, errors = [], []
+        for path, error in zip(rows["path"], rows["error"]):
+            if not error:
+                data, error = read_checked(path)
+                if data is not None:
+                    encoded.append(base64.b64encode(data).decode("ascii"))
+            errors.append(error)
+        rows["error"] = errors
+        yield Chunk(rows, encoded, rows["error"] == "")
+
+
+def read_checked(path: str) -> tuple[bytes | None, str]:
+    """``(bytes, "")`` for a decodable image file, else ``(None, reason)``."""
+    try:
+        data = Path(path).read_bytes()
+        decode_image(data)
+        return data, ""
+    except FileNotFoundError:
+        return None, "image file does not exist"
+    except (ImageDecodeError, OSError) as exc:
+        return None, f"cannot read image: {exc}"

@@ -1,0 +1,104 @@
+"""Evaluation of transcriptions against ground truth: per-sample scores, summary metrics with a
+confidence interval, and character confusions from Levenshtein edit operations (rapidfuzz).
+
+Pure functions over strings and DataFrames: no model, no MLflow.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections import Counter
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+from rapidfuzz.distance import Levenshtein
+
+from hwr.evaluation import metrics
+
+BOOTSTRAP_SAMPLES = 1000
+
+
+def per_sample(truths: Sequence[str], predictions: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Edit distance and CER of each pair.
+
+    Returns:
+        ``(n,)`` int64 Levenshtein distances and ``(n,)`` float64 CERs
+        (distance / reference length; an empty reference counts as length 1).
+    """
+    dist = np.array([Levenshtein.distance(t, p) for t, p in zip(truths, predictions)], np.int64)
+    lengths = np.maximum(1, np.array([len(t) for t in truths], np.int64))
+    return dist, dist / lengths
+
+
+def mean_ci(values: np.ndarray, level: float = 0.95, seed: int = 0) -> tuple[float, float, float]:
+    """Mean of ``values`` and its percentile-bootstrap confidence interval.
+
+    ``BOOTSTRAP_SAMPLES`` resamples with replacement (seeded), drawn in chunks so memory stays
+    small for large ``values``. Returns ``(mean, low, high)``; NaNs for an empty input.
+    """
+    values = np.asarray(values, np.float64)
+    if not len(values):
+        return float("nan"), float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    chunk = max(1, min(BOOTSTRAP_SAMPLES, 2_000_000 // len(values)))
+    means = []
+    for start in range(0, BOOTSTRAP_SAMPLES, chunk):
+        idx = rng.integers(0, len(values), (min(chunk, BOOTSTRAP_SAMPLES - start), len(values)))
+        means.append(values[idx].mean(axis=1))
+    means = np.concatenate(means)
+    alpha = (1.0 - level) / 2.0
+    return float(values.mean()), float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha))
+
+
+def strip_punctuation(text: str) -> str:
+    """``text`` without Unicode punctuation (categories P*), spaces collapsed."""
+    kept = "".join(ch for ch in text if not unicodedata.category(ch).startswith("P"))
+    return " ".join(kept.split())
+
+
+def summary_metrics(truths: Sequence[str], predictions: Sequence[str]) -> dict[str, float]:
+    """Metrics of one set of predictions (only rows that have both, no unreadable images).
+
+    Keys: ``n_evaluated``; ``cer``, ``wer`` (corpus level, :mod:`hwr.evaluation.metrics`);
+    ``mean_sample_cer`` with ``mean_sample_cer_ci_low`` / ``_ci_high`` (95 % bootstrap CI);
+    ``cer_case_insensitive`` (both sides casefolded); ``cer_no_punct`` (punctuation removed from
+    both); ``exact_match`` and ``off_by_one`` (fraction of samples at edit distance 0 and 1).
+    """
+    truths, predictions = list(truths), list(predictions)
+    if not truths:
+        return {"n_evaluated": 0}
+    dist, sample_cer = per_sample(truths, predictions)
+    mean, low, high = mean_ci(sample_cer)
+    return {
+        "n_evaluated": len(truths),
+        "cer": metrics.cer(truths, predictions),
+        "wer": metrics.wer(truths, predictions),
+        "mean_sample_cer": mean, "mean_sample_cer_ci_low": low, "mean_sample_cer_ci_high": high,
+        "cer_case_insensitive": metrics.cer([t.casefold() for t in truths], [p.casefold() for p in predictions]),
+        "cer_no_punct": metrics.cer([strip_punctuation(t) for t in truths],
+                                    [strip_punctuation(p) for p in predictions]),
+        "exact_match": float(np.mean(dist == 0)),
+        "off_by_one": float(np.mean(dist == 1)),
+    }
+
+
+def confusions(truths: Sequence[str], predictions: Sequence[str]) -> pd.DataFrame:
+    """Count the character edits that turn each truth into its prediction.
+
+    Returns:
+        DataFrame ``kind`` (``substitution``, ``deletion``: a true character missing,
+        ``insertion``: an extra predicted one), ``truth``, ``predicted`` (``""`` where none),
+        ``count``; most frequent first.
+    """
+    counts: Counter = Counter()
+    for truth, pred in zip(truths, predictions):
+        for op in Levenshtein.editops(truth, pred):
+            if op.tag == "replace":
+                counts[("substitution", truth[op.src_pos], pred[op.dest_pos])] += 1
+            elif op.tag == "delete":
+                counts[("deletion", truth[op.src_pos], "")] += 1
+            else:
+                counts[("insertion", "", pred[op.dest_pos])] += 1
+    rows = [(k, t, p, n) for (k, t, p), n in counts.most_common()]
+    return pd.DataFrame(rows, columns=["kind", "truth", "predicted", "count"])

@@ -1,0 +1,100 @@
+"""Logging a run's two models: the full model (``mlflow.tensorflow`` flavour, reloadable for
+training) and the prediction model (the pyfunc of :mod:`hwr.mlflow.pyfunc`, with signature and
+input example). Both carry the ``hwr`` package as code and the project's pins as requirements.
+"""
+
+from __future__ import annotations
+
+import base64
+import importlib.metadata
+import json
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import mlflow
+import pandas as pd
+
+from hwr.data.charset import Charset
+from hwr.mlflow.pyfunc import DEFAULT_PARAMS, IMAGE_COLUMN, HwrPredictionModel
+from hwr.model.crnn import CTCLossLayer, input_geometry, prediction_model
+
+PACKAGE_DIR = str(Path(__file__).resolve().parents[1])
+REQUIREMENTS_FILE = Path(__file__).resolve().parents[2] / "requirements.txt"
+# What a logged model needs at load time (the rest of requirements.txt is for training and tests).
+MODEL_PACKAGES = ("tensorflow-cpu", "keras", "mlflow", "numpy", "pandas", "opencv-python-headless",
+                  "rapidfuzz", "tqdm")
+FULL_MODEL_NAME = "full_model"
+PREDICTION_MODEL_NAME = "model"
+KIND_KEY = "hwr_kind"
+
+
+def project_pins() -> dict[str, str]:
+    """The project's pinned requirements, ``name -> "name==version"``, read from their one place:
+    ``requirements.txt`` beside the package (a source checkout), else the installed package's
+    metadata (which ``pip install`` built from the same file)."""
+    if REQUIREMENTS_FILE.is_file():
+        lines = REQUIREMENTS_FILE.read_text(encoding="utf-8").splitlines()
+    else:
+        lines = [r for r in importlib.metadata.requires("hwr") or [] if "extra ==" not in r]
+    pins = [line.split("#")[0].split(";")[0].strip() for line in lines]
+    return {re.split(r"[=<>!~ ]", pin)[0].lower(): pin for pin in pins if pin}
+
+
+def model_requirements() -> list[str]:
+    """The pip requirements written into every logged model (:data:`MODEL_PACKAGES`, pinned)."""
+    pins = project_pins()
+    return [pins[name] for name in MODEL_PACKAGES]
+
+
+@dataclass(frozen=True)
+class LoggedModels:
+    """URIs of the two models logged by a run (``models:/m-...``)."""
+
+    full_uri: str
+    prediction_uri: str
+
+
+def encode_example(paths: list[str]) -> pd.DataFrame:
+    """An input example for the prediction model: base64 of real image files."""
+    return pd.DataFrame({IMAGE_COLUMN: [base64.b64encode(Path(p).read_bytes()).decode("ascii") for p in paths]})
+
+
+def prediction_signature(example: pd.DataFrame):
+    """The pyfunc's signature: ``image`` (base64 string) in; ``text``, ``confidence`` out; and the
+    inference params ``decoder`` / ``beam_width`` (defaults greedy / 10), so callers may pass them."""
+    output = pd.DataFrame({"text": ["a"], "confidence": [1.0]})
+    return mlflow.models.infer_signature(example, output, params=DEFAULT_PARAMS)
+
+
+def log_models(full: keras.Model, charset: Charset, example_paths: list[str],
+               extra_metadata: dict | None = None) -> LoggedModels:
+    """Log the full model and the prediction model to the active run.
+
+    The charset and input geometry travel with both: in the MLmodel ``metadata`` of each and
+    as artifacts of the pyfunc.
+    """
+    height, width = input_geometry(full)
+    metadata = {"charset": list(charset.chars), "img_height": height, "img_width": width, **(extra_metadata or {})}
+    requirements = model_requirements()
+    full_info = mlflow.tensorflow.log_model(
+        full, name=FULL_MODEL_NAME, custom_objects={"CTCLossLayer": CTCLossLayer},
+        code_paths=[PACKAGE_DIR], pip_requirements=requirements, metadata={**metadata, KIND_KEY: "full"},
+    )
+    example = encode_example(example_paths)
+    with tempfile.TemporaryDirectory() as tmp:
+        keras_path = Path(tmp) / "crnn.keras"
+        prediction_model(full).save(keras_path)
+        geometry_path = Path(tmp) / "geometry.json"
+        geometry_path.write_text(json.dumps({"img_height": height, "img_width": width}))
+        pred_info = mlflow.pyfunc.log_model(
+            name=PREDICTION_MODEL_NAME, python_model=HwrPredictionModel(),
+            artifacts={"keras_model": str(keras_path), "charset": str(charset.save(Path(tmp) / "charset.json")),
+                       "geometry": str(geometry_path)},
+            code_paths=[PACKAGE_DIR], pip_requirements=requirements,
+            input_example=example, signature=prediction_signature(example),
+            metadata={**metadata, KIND_KEY: "prediction"},
+        )
+    return LoggedModels(full_info.model_uri, pred_info.model_uri)

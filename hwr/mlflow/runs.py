@@ -1,0 +1,67 @@
+"""Logging to the active MLflow run: parameters, metrics, artifacts, and the run tags, all under
+one ``hwr.`` namespace.
+
+The tracking store is MLflow's default (``sqlite:///mlflow.db`` in the working directory,
+artifacts under ``mlruns/``) unless ``MLFLOW_TRACKING_URI`` says otherwise.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+from mlflow import MlflowClient
+
+from hwr.config.params import Declaration
+
+# Run tags written by hwr (every verb sets VERB).
+VERB = "hwr.verb"                      # train, finetune, predict, tune, tune-trial
+LABELLED = "hwr.labelled"              # predict: whether the data had labels
+BASE_MODEL = "hwr.base_model"          # finetune: the base model URI as given
+BASE_RUN_ID = "hwr.base_run_id"        # finetune: the run that logged the base model
+TRIAL = "hwr.trial"                    # tune trial: its 1-based number
+ERROR = "hwr.error"                    # tune trial: why it failed
+BEST_RUN_ID = "hwr.best_run_id"        # tune parent: the best trial's run
+BEST_TRIAL = "hwr.best_trial"          # tune parent: the best trial's number
+REGISTERED_RUN_ID = "hwr.registered_run_id"  # tune parent: the trial whose models were registered
+RESUMED_RUN_ID = "hwr.resumed_run_id"  # the launcher run of a resumed search: which search it resumed
+
+
+def param_text(value) -> str:
+    """How a parameter value is written to MLflow (booleans as ``true``/``false``, as in MLproject)."""
+    return Declaration("").as_text(value)
+
+
+def log_params(params: dict) -> None:
+    """Log run parameters. Those already on the run (``mlflow run`` logs the ``-P`` values as
+    typed, e.g. ``1e-3``) are kept as they are; MLflow forbids changing a logged parameter."""
+    run = mlflow.active_run()
+    logged = MlflowClient().get_run(run.info.run_id).data.params if run else {}
+    mlflow.log_params({k: param_text(v) for k, v in params.items() if k not in logged})
+
+
+def log_metrics(values: dict, step: int | None = None, prefix: str = "") -> None:
+    """Log the finite numeric entries of ``values`` (others are ignored)."""
+    numeric = {f"{prefix}{k}": float(v) for k, v in values.items()
+               if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))}
+    mlflow.log_metrics(numeric, step=step)
+
+
+def epoch_logger(prefix: str = ""):
+    """An ``on_epoch(epoch, logs)`` hook for :func:`hwr.training.fit.fit` that logs step metrics."""
+    return lambda epoch, logs: log_metrics(logs, step=epoch, prefix=prefix)
+
+
+def log_frame(frame: pd.DataFrame, artifact_file: str) -> None:
+    """Log a DataFrame as a CSV artifact (``artifact_file`` may include a folder)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / Path(artifact_file).name
+        frame.to_csv(path, index=False)
+        mlflow.log_artifact(str(path), str(Path(artifact_file).parent) if "/" in artifact_file else None)
+
+
+def log_json(payload: dict, artifact_file: str) -> None:
+    mlflow.log_dict(payload, artifact_file)

@@ -1,0 +1,90 @@
+"""The CRNN (convolutions -> dense -> 2 bidirectional LSTMs -> softmax) and its CTC loss layer.
+
+The softmax sees the second LSTM's output concatenated with the dense features (a shortcut
+around the LSTMs) so that training leaves CTC's initial all-blank plateau sooner.
+
+Architecture after Shi, Bai & Yao, "An End-to-End Trainable Neural Network for Image-based
+Sequence Recognition" (CRNN, TPAMI 2017), sized like the keras.io "Handwriting recognition"
+example, with batch normalisation and more output frames for long words.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers, ops
+
+from hwr.config import ModelConfig
+from hwr.config.training import WIDTH_POOLED_BLOCKS
+
+OUTPUT_LAYER = "output"
+IMAGE_INPUT = "image"
+LABEL_INPUT = "label"
+RECURRENT_LAYERS = ("bilstm1", "bilstm2")
+
+
+@keras.saving.register_keras_serializable(package="hwr")
+class CTCLossLayer(layers.Layer):
+    """Adds the CTC loss of ``(labels, probs)`` to the model and passes ``probs`` through.
+
+    ``labels``: ``(batch, max_len)`` int32, ids 1..V, 0-padded (0 is also the blank).
+    ``probs``: ``(batch, time, V + 1)`` softmax output. Every image yields all ``time`` frames.
+    """
+
+    def call(self, labels, probs):
+        labels = ops.cast(labels, "int32")
+        label_length = ops.sum(ops.cast(ops.not_equal(labels, 0), "int32"), axis=-1)
+        batch, frames = ops.shape(probs)[0], ops.shape(probs)[1]
+        output_length = ops.full((batch,), frames, dtype="int32")
+        loss = ops.ctc_loss(labels, ops.log(probs + 1e-7), label_length, output_length, mask_index=0)
+        self.add_loss(ops.mean(loss))
+        return probs
+
+
+def build_crnn(cfg: ModelConfig, num_classes: int) -> keras.Model:
+    """The full (trainable) model.
+
+    Inputs: ``image`` ``(batch, img_height, img_width, 1)`` float32 in [0, 1];
+    ``label`` ``(batch, max_len)`` int32. Output: ``(batch, cfg.time_steps, num_classes)`` softmax
+    probabilities (class 0 = blank; frames: :func:`hwr.config.training.ctc_frames`). The CTC loss is added by :class:`CTCLossLayer`.
+    """
+    image = keras.Input((cfg.img_height, cfg.img_width, 1), name=IMAGE_INPUT)
+    label = keras.Input((None,), dtype="int32", name=LABEL_INPUT)
+    x = image
+    for i, filters in enumerate(cfg.conv_filters, start=1):
+        x = layers.Conv2D(filters, cfg.kernel_size, padding="same", use_bias=False, name=f"conv{i}")(x)
+        x = layers.BatchNormalization(momentum=0.9, name=f"bn{i}")(x)
+        x = layers.Activation(cfg.activation, name=f"act{i}")(x)
+        x = layers.MaxPooling2D((2, 2) if i <= WIDTH_POOLED_BLOCKS else (2, 1), name=f"pool{i}")(x)
+    _, h, w, c = x.shape
+    x = layers.Permute((2, 1, 3), name="to_sequence")(x)
+    x = layers.Reshape((w, h * c), name="flatten_columns")(x)
+    x = layers.Dense(cfg.dense_units, activation=cfg.activation, name="dense1")(x)
+    x = features = layers.Dropout(cfg.dropout, name="dropout1")(x)
+    x = layers.Bidirectional(layers.LSTM(cfg.lstm1_units, return_sequences=True), name="bilstm1")(x)
+    x = layers.Dropout(cfg.dropout, name="dropout2")(x)
+    x = layers.Bidirectional(layers.LSTM(cfg.lstm2_units, return_sequences=True), name="bilstm2")(x)
+    # Shortcut from the per-column features to the softmax: gradients reach the convolutions
+    # without crossing the LSTMs, which halves the steps CTC needs to leave its all-blank plateau
+    # (64 DHSD words memorised in ~50 instead of ~100 epochs, see README "The model").
+    x = layers.Concatenate(name="skip")([x, features])
+    probs = layers.Dense(num_classes, activation="softmax", name=OUTPUT_LAYER)(x)
+    probs = CTCLossLayer(name="ctc_loss")(label, probs)
+    return keras.Model({IMAGE_INPUT: image, LABEL_INPUT: label}, probs, name="crnn_ctc")
+
+
+def compile_model(model: keras.Model, lr: float) -> keras.Model:
+    """Compile with Adam; the loss comes from :class:`CTCLossLayer`."""
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=lr))
+    return model
+
+
+def prediction_model(full: keras.Model) -> keras.Model:
+    """The image -> probabilities part of a full model (shares its weights; no label input)."""
+    return keras.Model(full.get_layer(IMAGE_INPUT).output, full.get_layer(OUTPUT_LAYER).output,
+                       name="crnn")
+
+
+def input_geometry(full: keras.Model) -> tuple[int, int]:
+    """``(img_height, img_width)`` of a full or prediction model's image input, in pixels."""
+    _, height, width, _ = full.get_layer(IMAGE_INPUT).output.shape
+    return int(height), int(width)

@@ -1,0 +1,122 @@
+"""Model surgery for transfer learning: read a full model's architecture back, rebuild it with a
+wider output layer (more characters) keeping every learned weight, and freeze/unfreeze layers.
+
+Knows nothing of MLflow or data files; :mod:`hwr.training.finetune` loads the model and calls these.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+from hwr.config import ModelConfig
+from hwr.errors import ConfigError
+from hwr.model.crnn import OUTPUT_LAYER, RECURRENT_LAYERS, build_crnn, input_geometry
+
+AUTO = "auto"
+
+
+def model_config_of(full: keras.Model) -> ModelConfig:
+    """The :class:`ModelConfig` a full CRNN (as built by :func:`hwr.model.crnn.build_crnn`) was built with.
+
+    Raises:
+        ConfigError: the model lacks a layer of the CRNN (not a model of this project).
+    """
+    try:
+        height, width = input_geometry(full)
+        convs = [layer for layer in full.layers if layer.name.startswith("conv")]
+        act = full.get_layer("act1").get_config()["activation"]
+        return ModelConfig(
+            img_height=height, img_width=width,
+            conv_filters=tuple(int(c.filters) for c in convs),
+            kernel_size=int(convs[0].kernel_size[0]),
+            activation=act if isinstance(act, str) else str(act.get("config", {}).get("name", act)),
+            dense_units=int(full.get_layer("dense1").units),
+            dropout=float(full.get_layer("dropout1").rate),
+            lstm1_units=int(full.get_layer("bilstm1").forward_layer.units),
+            lstm2_units=int(full.get_layer("bilstm2").forward_layer.units),
+        )
+    except (ValueError, IndexError, AttributeError) as exc:
+        raise ConfigError(f"the base model is not a CRNN of this project ({exc})") from exc
+
+
+def output_size(full: keras.Model) -> int:
+    """Number of classes (characters + blank) of the model's output layer."""
+    return int(full.get_layer(OUTPUT_LAYER).units)
+
+
+def widen_output(weights: list[np.ndarray], fresh: list[np.ndarray]) -> list[np.ndarray]:
+    """Output-layer weights for more classes: the old ``(in, old)`` kernel columns and ``(old,)``
+    bias entries are kept at their indices (blank 0, characters 1..V); the new classes take the
+    columns of ``fresh`` (the rebuilt layer's initial ``(in, new)`` kernel and ``(new,)`` bias)."""
+    out = []
+    for old, new in zip(weights, fresh):
+        new = np.array(new, copy=True)
+        new[..., :old.shape[-1]] = old
+        out.append(new)
+    return out
+
+
+def rebuild_with_classes(base: keras.Model, num_classes: int, seed: int = 0) -> keras.Model:
+    """A new full model of the base's architecture and geometry with ``num_classes`` output
+    classes and every weight of ``base`` copied (the output layer widened by :func:`widen_output`).
+
+    Raises:
+        ConfigError: ``num_classes`` is smaller than the base's (characters are never removed).
+    """
+    old_classes = output_size(base)
+    if num_classes < old_classes:
+        raise ConfigError(f"cannot shrink the output layer from {old_classes} to {num_classes} classes")
+    keras.utils.set_random_seed(seed)
+    model = build_crnn(model_config_of(base), num_classes)
+    for layer in model.layers:
+        if not layer.weights:
+            continue
+        old = base.get_layer(layer.name).get_weights()
+        layer.set_weights(widen_output(old, layer.get_weights()) if layer.name == OUTPUT_LAYER else old)
+    return model
+
+
+def trainable_layer_names(model: keras.Model) -> list[str]:
+    """Names of the layers that hold weights, in model order (the valid ``freeze_until`` values)."""
+    return [layer.name for layer in model.layers if layer.weights]
+
+
+def freeze_until(model: keras.Model, name: str = AUTO) -> list[str]:
+    """Freeze layer ``name`` and every layer before it (``auto``: the last recurrent layer).
+
+    Frozen batch-normalisation layers also stop updating their moving statistics (Keras 3).
+    The model must be compiled again afterwards. Returns the names of the frozen layers with weights.
+
+    Raises:
+        ConfigError: unknown layer name (the message lists the valid ones), or nothing left to train.
+    """
+    names = [layer.name for layer in model.layers]
+    target = [n for n in names if n in RECURRENT_LAYERS][-1] if name == AUTO else name
+    valid = trainable_layer_names(model)
+    if target not in valid:
+        raise ConfigError(f"freeze_until={name!r}: no such layer with weights; expected auto or one of "
+                          f"{', '.join(valid)}")
+    stop = names.index(target)
+    for i, layer in enumerate(model.layers):
+        layer.trainable = i > stop
+    if not model.trainable_weights:
+        raise ConfigError(f"freeze_until={name!r} freezes every layer: nothing left to train in phase 1")
+    return [n for n in valid if names.index(n) <= stop]
+
+
+def unfreeze(model: keras.Model) -> None:
+    """Make every layer trainable again (compile the model again afterwards)."""
+    for layer in model.layers:
+        layer.trainable = True
+
+
+def layer_weights(model: keras.Model) -> dict[str, list[np.ndarray]]:
+    """A copy of each layer's weights by layer name (independent of trainable flags)."""
+    return {layer.name: [np.array(w) for w in layer.get_weights()] for layer in model.layers if layer.weights}
+
+
+def set_layer_weights(model: keras.Model, weights: dict[str, list[np.ndarray]]) -> None:
+    """Restore weights saved by :func:`layer_weights`."""
+    for name, values in weights.items():
+        model.get_layer(name).set_weights(values)

@@ -1,0 +1,211 @@
+"""The ``predict`` verb: transcribe a folder of images with one or several prediction models,
+write a CSV per model, log metrics and an evaluation report to MLflow.
+
+One model: one run. Several (comma-separated URIs): a parent run holding the side-by-side
+report and one child run per model. Images stream through in chunks (``batch_size`` rows), each
+chunk is read once and fed to every model, so memory stays flat with the number of images.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from hwr.config import PredictConfig
+from hwr.data.sources import image_table, read_chunks
+from hwr.errors import ConfigError
+from hwr.evaluation.lexicon import Lexicon
+from hwr.evaluation.scoring import per_sample, summary_metrics
+from hwr.mlflow import runs
+from hwr.mlflow.packaging import KIND_KEY
+
+@dataclass
+class LoadedModel:
+    """A pyfunc prediction model and the seconds it spent predicting."""
+
+    uri: str
+    label: str
+    pyfunc: object
+    seconds: float = 0.0
+
+    def predict(self, encoded: list[str], params: dict) -> pd.DataFrame:
+        """``text``/``confidence`` of base64 images (``params``: ``decoder``, ``beam_width``)."""
+        frame = pd.DataFrame({"image": encoded})
+        started = time.perf_counter()
+        out = self.pyfunc.predict(frame, params=params)
+        self.seconds += time.perf_counter() - started
+        return out
+
+
+@dataclass
+class PredictResult:
+    """Run ids, per-model metrics and the files written (CSV per model, report folder)."""
+
+    run_id: str
+    child_run_ids: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+    csv_paths: dict[str, Path] = field(default_factory=dict)
+    report_dir: Path | None = None
+
+
+def model_labels(uris: list[str]) -> list[str]:
+    """Short, file-name-safe, unique names of model URIs (``models:/hwr-crnn@champion`` ->
+    ``hwr-crnn@champion``, ``models:/hwr-crnn/2`` -> ``hwr-crnn_v2``)."""
+    labels = []
+    for uri in uris:
+        short = re.sub(r"^models:/([^/@]+)/(\d+)$", r"\1_v\2", uri)
+        short = re.sub(r"^[a-z]+:/+", "", short)
+        label = re.sub(r"[^\w@.-]+", "_", short).strip("_") or "model"
+        labels.append(label if label not in labels else f"{label}_{len(labels) + 1}")
+    return labels
+
+
+def load_models(uris: list[str]) -> list[LoadedModel]:
+    """Load each URI as a pyfunc prediction model.
+
+    Raises:
+        ConfigError: a URI that cannot be loaded, or a full (training) model.
+    """
+    models = []
+    for uri, label in zip(uris, model_labels(uris)):
+        try:
+            model = mlflow.pyfunc.load_model(uri)
+        except Exception as exc:  # MlflowException, OSError, ...: one line naming the URI
+            raise ConfigError(f"model={uri!r} cannot be loaded: {str(exc).splitlines()[0]}") from exc
+        if (model.metadata.metadata or {}).get(KIND_KEY) == "full":
+            raise ConfigError(f"model={uri!r} is a full (training) model; use the prediction model,"
+                              " e.g. models:/hwr-crnn@champion")
+        models.append(LoadedModel(uri, label, model))
+    return models
+
+
+def transcribe_table(table: pd.DataFrame, models: list[LoadedModel], cfg: PredictConfig) -> dict[str, pd.DataFrame]:
+    """Stream the image table through every model; returns one prediction table per model label."""
+    params = {"decoder": cfg.decoder, "beam_width": cfg.beam_width}
+    parts: dict[str, list[pd.DataFrame]] = {m.label: [] for m in models}
+    with tqdm(total=len(table), unit="img", desc="predict", mininterval=1.0) as bar:
+        for chunk in read_chunks(table, cfg.batch_size):
+            for m in models:
+                rows = chunk.rows.assign(prediction="", confidence=np.nan)
+                if chunk.encoded:
+                    out = m.predict(chunk.encoded, params)
+                    rows.loc[chunk.ok, "prediction"] = out["text"].to_numpy()
+                    rows.loc[chunk.ok, "confidence"] = out["confidence"].to_numpy()
+                parts[m.label].append(rows)
+            bar.update(len(chunk.rows))
+    return {label: pd.concat(p, ignore_index=True) for label, p in parts.items()}
+
+
+def score(frame: pd.DataFrame, lexicon: Lexicon | None) -> pd.DataFrame:
+    """Add per-sample ``edit_distance``/``cer`` (labelled) and the lexicon columns; order columns."""
+    ok = frame["error"] == ""
+    if lexicon is not None:
+        corrected, similarity = lexicon.correct_all(frame.loc[ok, "prediction"])
+        frame["prediction_lexicon"], frame["lexicon_similarity"] = "", np.nan
+        frame.loc[ok, "prediction_lexicon"], frame.loc[ok, "lexicon_similarity"] = corrected, similarity
+    if "truth" in frame:
+        for column, prefix in (("prediction", ""), ("prediction_lexicon", "lexicon_")):
+            if column in frame:
+                dist, cer = per_sample(frame.loc[ok, "truth"], frame.loc[ok, column])
+                frame[f"{prefix}edit_distance"] = pd.Series(pd.NA, index=frame.index, dtype="Int64")
+                frame.loc[ok, f"{prefix}edit_distance"] = dist
+                frame[f"{prefix}cer"] = np.nan
+                frame.loc[ok, f"{prefix}cer"] = cer
+    first = [c for c in ("row", "image", "path", "split", "truth", "prediction", "confidence", "edit_distance", "cer")
+             if c in frame]
+    return frame[first + [c for c in frame.columns if c not in first and c != "error"] + ["error"]]
+
+
+def frame_metrics(frame: pd.DataFrame, model: LoadedModel) -> dict[str, float]:
+    """Counts, throughput and, with labels, :func:`hwr.evaluation.scoring.summary_metrics` (also with
+    prefix ``lexicon_`` for the corrected text)."""
+    ok = frame[frame["error"] == ""]
+    values = {"n_images": len(frame), "n_unreadable": int((frame["error"] != "").sum()),
+              "images_per_s": len(ok) / model.seconds if model.seconds else float("nan"),
+              "mean_confidence": float(ok["confidence"].mean()) if len(ok) else float("nan")}
+    if "truth" in frame:
+        values.update(summary_metrics(ok["truth"], ok["prediction"]))
+        if "prediction_lexicon" in frame:
+            lex = summary_metrics(ok["truth"], ok["prediction_lexicon"])
+            values.update({f"lexicon_{k}": v for k, v in lex.items() if k != "n_evaluated"})
+    return values
+
+
+def log_outputs(frames: dict[str, pd.DataFrame], summary: pd.DataFrame, csv_path: Path | None,
+                report_dir: Path, title: str) -> None:
+    """Write the CSV (if given) and the report to disk, and log both to the active run."""
+    from hwr.evaluation.report import write_report
+
+    if csv_path is not None:
+        csv_path.parent.mkdir(parents=True, exist_ok=True)
+        next(iter(frames.values())).to_csv(csv_path, index=False)
+        mlflow.log_artifact(str(csv_path))
+    write_report(frames, summary, report_dir, title)
+    mlflow.log_artifacts(str(report_dir), "report")
+
+
+def run_predict(cfg: PredictConfig) -> PredictResult:
+    """The ``predict`` entry point (see module docstring). Opens the run ``mlflow run`` started,
+    if any.
+
+    Raises:
+        ConfigError: a bad parameter, model URI or lexicon. BadInputError: missing data folder,
+        labels CSV or column, or no image to transcribe.
+    """
+    cfg.validate()
+    table = image_table(cfg.data_config(), cfg.split, cfg.labelled())
+    table = table.head(cfg.max_images) if cfg.max_images else table
+    lexicon = Lexicon.load(cfg.lexicon_path(), cfg.lexicon_threshold) if cfg.lexicon_path() else None
+    models = load_models(cfg.model_uris())
+    output = Path(cfg.output)
+    report_dir = output.with_name(output.stem + "_report")
+    with mlflow.start_run() as run:
+        runs.log_params(cfg.flat_params())
+        mlflow.set_tags({runs.VERB: "predict", runs.LABELLED: str("truth" in table).lower()})
+        frames = {label: score(f, lexicon) for label, f in transcribe_table(table, models, cfg).items()}
+        result = PredictResult(run.info.run_id, report_dir=report_dir)
+        for m in models:
+            result.metrics[m.label] = frame_metrics(frames[m.label], m)
+        summary = pd.DataFrame(result.metrics).T.rename_axis("model").reset_index()
+        counts = [c for c in summary if c.startswith("n_")]
+        summary[counts] = summary[counts].astype(int)
+        if len(models) == 1:
+            result.csv_paths[models[0].label] = output
+            runs.log_metrics(result.metrics[models[0].label])
+            log_outputs(frames, summary, output, report_dir, f"predict: {models[0].uri}")
+        else:
+            log_children(models, frames, summary, output, result)
+            runs.log_frame(summary, "summary.csv")
+            log_outputs(frames, summary, None, report_dir, "predict: " + ", ".join(m.uri for m in models))
+    print_summary(summary, result)
+    return result
+
+
+def log_children(models, frames, summary, output: Path, result: PredictResult) -> None:
+    """One nested run per model: its params, metrics, CSV and its own report."""
+    for m in models:
+        csv_path = output.with_name(f"{output.stem}_{m.label}.csv")
+        with mlflow.start_run(run_name=m.label, nested=True) as child, tempfile.TemporaryDirectory() as tmp:
+            mlflow.log_params({"model": m.uri})
+            mlflow.set_tag(runs.VERB, "predict")
+            runs.log_metrics(result.metrics[m.label])
+            one = summary[summary["model"] == m.label]
+            log_outputs({m.label: frames[m.label]}, one, csv_path, Path(tmp) / "report", f"predict: {m.uri}")
+            result.child_run_ids[m.label] = child.info.run_id
+            result.csv_paths[m.label] = csv_path
+
+
+def print_summary(summary: pd.DataFrame, result: PredictResult) -> None:
+    keys = [k for k in ("model", "n_images", "n_unreadable", "cer", "wer", "exact_match", "lexicon_cer",
+                        "images_per_s") if k in summary]
+    print(summary[keys].to_string(index=False, float_format=lambda v: f"{v:.4f}"), flush=True)
+    print("wrote " + ", ".join(str(p) for p in result.csv_paths.values())
+          + f"; report {result.report_dir / 'report.html'}; run {result.run_id}", flush=True)

@@ -1,0 +1,138 @@
+"""The training loop's policy as small Keras callbacks, each usable and testable alone.
+
+:class:`ValidationMetrics` adds ``val_cer``, ``val_wer`` and ``val_empty_rate`` to each epoch's
+logs; the callbacks after it read them: :class:`BestWeights` keeps and restores the best epoch's
+weights, :class:`PlateauReduceLR` halves the learning rate and :class:`PlateauEarlyStopping` stops
+when ``val_cer`` stops improving, and :class:`StopOnNaN` stops at the first non-finite loss.
+
+CTC training starts on a plateau where the model emits only blanks (every transcription empty,
+``val_cer`` 1.0); leaving it can take many epochs, and a smaller learning rate or an early stop
+there would only make it longer or end it. The two plateau callbacks therefore count nothing
+until the model has emitted a character on the val split once (``val_empty_rate`` < 1).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import keras
+import numpy as np
+
+from hwr.data.charset import Charset
+from hwr.evaluation import metrics
+from hwr.model.crnn import prediction_model
+from hwr.model.inference import transcribe
+
+MONITOR = "val_cer"
+EMPTY_RATE = "val_empty_rate"
+LR_PATIENCE = 3  # epochs without a better val_cer before the learning rate halves
+LR_FACTOR = 0.5
+MIN_LR_FRACTION = 1 / 16  # the learning rate never falls below this fraction of its start value
+
+
+def learning_rate(model: keras.Model) -> float:
+    return float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
+
+
+class ValidationMetrics(keras.callbacks.Callback):
+    """After each epoch, greedy-decode the whole val split and add to the logs: ``val_cer``,
+    ``val_wer`` (corpus level), ``val_empty_rate`` (share of empty transcriptions),
+    ``elapsed_s`` (seconds since the callback was made), ``learning_rate`` and ``extra_logs``.
+
+    Args:
+        val_images: ``(n, height, width, 1)`` float32 in [0, 1]. val_texts: their ``n`` labels.
+        charset: the model's charset. extra_logs: constant entries added every epoch (e.g. ``phase``).
+    """
+
+    def __init__(self, val_images: np.ndarray, val_texts, charset: Charset, extra_logs: dict | None = None):
+        super().__init__()
+        self.val_images, self.val_texts, self.charset = val_images, list(val_texts), charset
+        self.extra_logs = extra_logs or {}
+        self.started = time.monotonic()
+
+    def on_train_begin(self, logs=None):
+        self.recognizer = prediction_model(self.model)
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs if logs is not None else {}
+        texts, _ = transcribe(self.recognizer, self.charset, self.val_images)
+        logs[MONITOR] = metrics.cer(self.val_texts, texts)
+        logs["val_wer"] = metrics.wer(self.val_texts, texts)
+        logs[EMPTY_RATE] = float(np.mean([not t for t in texts])) if texts else 1.0
+        logs["elapsed_s"] = time.monotonic() - self.started
+        logs["learning_rate"] = learning_rate(self.model)
+        logs.update(self.extra_logs)
+
+
+class BestWeights(keras.callbacks.Callback):
+    """Remember the weights of the epoch with the lowest ``val_cer`` and put them back when
+    training ends. ``best_cer`` (inf before any epoch) and ``best_epoch`` (0-based, -1 before any)
+    say which epoch that was."""
+
+    def __init__(self):
+        super().__init__()
+        self.best_cer, self.best_epoch, self.weights = math.inf, -1, None
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(MONITOR)
+        if value is not None and value < self.best_cer:
+            self.best_cer, self.best_epoch, self.weights = value, epoch, self.model.get_weights()
+
+    def on_train_end(self, logs=None):
+        if self.weights is not None:
+            self.model.set_weights(self.weights)
+
+
+class _PlateauGate:
+    """Mixin for a Keras monitor callback: its ``on_epoch_end`` runs only once the model has left
+    CTC's all-blank plateau (some epoch with ``val_empty_rate`` < 1); before, epochs count for nothing."""
+
+    left_plateau = False
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.left_plateau = self.left_plateau or (logs or {}).get(EMPTY_RATE, 0.0) < 1.0
+        if self.left_plateau:
+            super().on_epoch_end(epoch, logs)
+
+
+class PlateauReduceLR(_PlateauGate, keras.callbacks.ReduceLROnPlateau):
+    """Halve the learning rate after every :data:`LR_PATIENCE` epochs without a better ``val_cer``,
+    down to :data:`MIN_LR_FRACTION` of the rate training started with (Keras' ``ReduceLROnPlateau``,
+    gated by the all-blank plateau)."""
+
+    def __init__(self, patience: int = LR_PATIENCE, factor: float = LR_FACTOR,
+                 min_fraction: float = MIN_LR_FRACTION):
+        super().__init__(monitor=MONITOR, mode="min", factor=factor, patience=patience, min_delta=0.0)
+        self.min_fraction = min_fraction
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        self.min_lr = learning_rate(self.model) * self.min_fraction
+
+
+class PlateauEarlyStopping(_PlateauGate, keras.callbacks.EarlyStopping):
+    """Stop after ``patience`` epochs without a better ``val_cer`` (Keras' ``EarlyStopping``,
+    gated by the all-blank plateau; :class:`BestWeights` restores the best weights)."""
+
+    def __init__(self, patience: int):
+        super().__init__(monitor=MONITOR, mode="min", patience=patience, min_delta=0.0)
+
+
+class StopOnNaN(keras.callbacks.TerminateOnNaN):
+    """Stop training at the first batch whose loss is NaN or infinite (Keras' ``TerminateOnNaN``)
+    and remember where: ``nan_at`` is ``(epoch, batch, learning_rate)`` (1-based epoch), or None."""
+
+    nan_at: tuple[int, int, float] | None = None
+    epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)) and self.nan_at is None:
+            self.nan_at = (self.epoch + 1, batch + 1, learning_rate(self.model))
+            print(f"loss became {float(loss)} in epoch {self.nan_at[0]}, batch {self.nan_at[1]} "
+                  f"(learning rate {self.nan_at[2]:g}): training stopped", flush=True)
+        super().on_batch_end(batch, logs)

@@ -1,0 +1,173 @@
+"""The ``finetune`` verb: a registered full model -> adapted to a new collection in two phases
+-> CER/WER -> two new registered model versions, tagged with their base model.
+
+Phase 1 trains the layers after ``freeze_until`` (default: the output layer) with the rest frozen;
+phase 2 trains everything at a lower rate. New characters of the data widen the output layer
+(:mod:`hwr.model.transfer`); the data, pipelines, fit, evaluation, model logging and registration
+are the shared steps of :mod:`hwr.training.steps`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+
+import keras
+import mlflow
+import pandas as pd
+from mlflow.exceptions import MlflowException
+
+from hwr.config import FinetuneConfig, ModelConfig, TrainConfig
+from hwr.data.charset import Charset
+from hwr.data.dataset import PreparedData, prepare_data
+from hwr.data.labels import BadInputLog, read_labels
+from hwr.data.pipeline import as_model_input
+from hwr.errors import ConfigError
+from hwr.evaluation import metrics
+from hwr.mlflow import runs
+from hwr.mlflow.packaging import FULL_MODEL_NAME, KIND_KEY
+from hwr.model import transfer
+from hwr.model.crnn import compile_model, prediction_model
+from hwr.model.inference import transcribe
+from hwr.training.fit import fit
+from hwr.training.steps import TrainResult, datasets, log_data_summary, log_results, register_result
+
+PHASE_METRICS = ("loss", "val_loss", "val_cer", "val_wer")
+MODEL_PARAMS = {f.name for f in dataclasses.fields(ModelConfig)}
+
+
+@dataclass(frozen=True)
+class BaseModel:
+    """A resolved base model: its URI, the run that logged it, its charset and geometry."""
+
+    uri: str
+    run_id: str | None
+    charset: Charset
+    img_height: int
+    img_width: int
+
+
+def resolve_base_model(uri: str) -> BaseModel:
+    """Look ``uri`` up (no weights are loaded) and check that it is a full model of this project.
+
+    Raises:
+        ConfigError: no such model, or not a full model (e.g. the prediction model ``hwr-crnn``).
+    """
+    try:
+        info = mlflow.models.get_model_info(uri)
+    except (MlflowException, OSError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"base_model={uri!r}: cannot find this model ({reason})") from exc
+    meta = info.metadata or {}
+    kind = meta.get(KIND_KEY)
+    if kind != "full":
+        what = f"a {kind!r} model" if kind else "not a model logged by hwr"
+        raise ConfigError(f"base_model={uri!r} is {what}; finetune needs a full model (logged as "
+                          f"'{FULL_MODEL_NAME}', registered as e.g. hwr-crnn-full)")
+    return BaseModel(uri, info.run_id, Charset(tuple(meta["charset"])), int(meta["img_height"]),
+                     int(meta["img_width"]))
+
+
+def union_charset(cfg: FinetuneConfig, base: Charset) -> tuple[Charset, str]:
+    """The base charset plus the characters of the new training labels it lacks (appended, so
+    no base character is renumbered), and those added characters."""
+    frame = read_labels(cfg.data, cfg.seed, BadInputLog(cfg.data.on_bad_input, cfg.data.labels_path()))
+    return base.extend(frame.loc[frame.split == "train", "text"])
+
+
+def base_val_cer(base_full: keras.Model, base_charset: Charset, data: PreparedData) -> dict[str, float]:
+    """CER/WER of the untouched base model, with its own charset, on the new val split
+    (characters it cannot write count as errors)."""
+    texts, _ = transcribe(prediction_model(base_full), base_charset, as_model_input(data.images["val"]))
+    return {"base_val_cer": metrics.cer(data.texts("val"), texts),
+            "base_val_wer": metrics.wer(data.texts("val"), texts)}
+
+
+def phase_logger(phase: int):
+    """Step-metric hook: every epoch's metrics, plus ``phaseN/<metric>`` copies per phase."""
+    def log(step: int, logs: dict) -> None:
+        runs.log_metrics(logs, step=step)
+        runs.log_metrics({k: v for k, v in logs.items() if k in PHASE_METRICS}, step=step, prefix=f"phase{phase}/")
+    return log
+
+
+def run_phases(model: keras.Model, cfg: FinetuneConfig, train_cfg: TrainConfig, data: PreparedData):
+    """Phase 1 (frozen up to ``freeze_until``) then phase 2 (all trainable); steps continue
+    across phases. The model ends with the weights of the best epoch of either phase.
+
+    Returns ``(history, best_val_cer, best_epoch)`` (epoch 1-based over both phases).
+    """
+    train_ds, val_ds = datasets(train_cfg, data)
+    val_images = as_model_input(data.images["val"])
+    plan = [(1, cfg.head_epochs, cfg.head_lr), (2, cfg.full_epochs, cfg.full_lr)]
+    histories, best = [], (float("inf"), 0, None)
+    for phase, epochs, lr in plan:
+        if not epochs:
+            continue
+        if phase == 1:
+            frozen = transfer.freeze_until(model, cfg.freeze_until)
+            print(f"phase 1: {len(frozen)} frozen layers ({', '.join(frozen)})", flush=True)
+        else:
+            transfer.unfreeze(model)
+        compile_model(model, lr)
+        offset = sum(len(h) for h in histories)
+        history, callback = fit(model, train_ds, val_ds, val_images, data.texts("val"), data.charset, epochs,
+                                cfg.patience, phase_logger(phase), step_offset=offset, extra_logs={"phase": phase})
+        histories.append(history)
+        if callback.best_cer < best[0]:
+            best = (callback.best_cer, offset + callback.best_epoch + 1, transfer.layer_weights(model))
+    transfer.unfreeze(model)
+    transfer.set_layer_weights(model, best[2])
+    return pd.concat(histories, ignore_index=True), best[0], best[1]
+
+
+def finetune_and_log(cfg: FinetuneConfig) -> tuple[TrainResult, BaseModel]:
+    """Fine-tune inside the active MLflow run and log everything but the registration.
+
+    Raises:
+        ConfigError: bad base model or ``freeze_until`` (checked before any data is read).
+        BadInputError: bad data, as in ``train``.
+    """
+    started = time.monotonic()
+    base = resolve_base_model(cfg.base_model)
+    mlflow.set_tags({runs.BASE_MODEL: base.uri, runs.BASE_RUN_ID: base.run_id or ""})
+    runs.log_params(cfg.flat_params())
+    runs.log_json(dataclasses.asdict(cfg), "config.json")
+    base_full = mlflow.tensorflow.load_model(base.uri)
+    model_cfg = transfer.model_config_of(base_full)
+    transfer.freeze_until(base_full, cfg.freeze_until)  # validates the layer name before data is read
+    transfer.unfreeze(base_full)
+    train_cfg = cfg.train_config(model_cfg)
+    runs.log_params({k: v for k, v in train_cfg.flat_params().items() if k in MODEL_PARAMS})
+    charset, added = union_charset(cfg, base.charset)
+    runs.log_params({"added_chars": added or "(none)", "base_charset_size": len(base.charset)})
+    mlflow.log_text(added, "added_chars.txt")
+    print(f"base model {base.uri}: {len(base.charset)} characters; adding {len(added)}: {added!r}", flush=True)
+    data = prepare_data(cfg.data, model_cfg, cfg.seed, charset=charset)
+    log_data_summary(data)
+    baseline = base_val_cer(base_full, base.charset, data)
+    runs.log_metrics(baseline | {"n_added_chars": len(added)})
+    print(f"base model on the new val split: cer {baseline['base_val_cer']:.4f}", flush=True)
+    model = transfer.rebuild_with_classes(base_full, charset.num_classes, cfg.seed)
+    history, best_cer, best_epoch = run_phases(model, cfg, train_cfg, data)
+    lineage = {"base_model": base.uri, "base_run_id": base.run_id or ""}
+    result = log_results(model, data, history, best_cer, best_epoch, lineage)
+    runs.log_metrics({"train_time_s": time.monotonic() - started})
+    return result, base
+
+
+def run_finetune(cfg: FinetuneConfig) -> TrainResult:
+    """The ``finetune`` entry point: one MLflow run (the one ``mlflow run`` opened, if any).
+
+    The base model is checked before the run starts, so a bad URI leaves no failed run behind.
+    """
+    cfg.validate()
+    resolve_base_model(cfg.base_model)
+    with mlflow.start_run(tags={runs.VERB: "finetune"}):
+        result, base = finetune_and_log(cfg)
+        if cfg.register:
+            tags = {"base_model": base.uri, "base_run_id": base.run_id or ""}
+            versions = register_result(result, cfg.train_config(ModelConfig()), tags=tags)
+            print("registered " + ", ".join(f"{n} version {v}" for n, v in versions.items()), flush=True)
+    return result

@@ -1,0 +1,60 @@
+"""Fitting a full CRNN with the training loop's callbacks (:mod:`hwr.training.callbacks`):
+per-epoch validation CER/WER, best-epoch weights, learning-rate halving, early stopping and a
+stop at the first NaN loss.
+
+Knows nothing of MLflow: per-epoch metrics go to an ``on_epoch(epoch, logs)`` callable.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Callable
+
+import keras
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from hwr.data.charset import Charset
+from hwr.training.callbacks import (BestWeights, PlateauEarlyStopping, PlateauReduceLR, StopOnNaN,
+                                    ValidationMetrics)
+
+EpochHook = Callable[[int, dict], None]
+
+
+def epoch_report(best: BestWeights, on_epoch: EpochHook | None, step_offset: int) -> keras.callbacks.Callback:
+    """Print one line per epoch and pass ``(epoch + step_offset, logs)`` to ``on_epoch``."""
+    def report(epoch, logs):
+        print(f"epoch {epoch + 1 + step_offset}: val_cer {logs['val_cer']:.4f} val_wer {logs['val_wer']:.4f} "
+              f"(best {best.best_cer:.4f} at epoch {best.best_epoch + 1 + step_offset})", flush=True)
+        if on_epoch:
+            on_epoch(epoch + step_offset, dict(logs))
+    return keras.callbacks.LambdaCallback(on_epoch_end=report)
+
+
+def fit(model: keras.Model, train_ds: tf.data.Dataset, val_ds: tf.data.Dataset | None, val_images: np.ndarray,
+        val_texts, charset: Charset, epochs: int, patience: int, on_epoch: EpochHook | None = None,
+        step_offset: int = 0, extra_logs: dict | None = None) -> tuple[pd.DataFrame, BestWeights]:
+    """Train a compiled full model; the model ends with its best-``val_cer`` weights.
+
+    Args:
+        val_images: ``(n, height, width, 1)`` float32 in [0, 1]; val_texts: their labels.
+        patience: epochs without a better ``val_cer`` before stopping (0 = never).
+        on_epoch: called with ``(epoch, logs)`` after each epoch (epoch from 0, plus ``step_offset``).
+        step_offset: added to epoch numbers (for fits in several phases); extra_logs: added to every epoch's logs.
+
+    Returns:
+        The per-epoch history (``epoch`` 1-based, plus ``step_offset``; ``loss``, ``val_loss``,
+        ``val_cer``, ``val_wer``, ``learning_rate``, ...) and the :class:`BestWeights` callback
+        (``best_cer``, ``best_epoch``).
+    """
+    best = BestWeights()
+    callbacks = [ValidationMetrics(val_images, val_texts, charset, extra_logs), StopOnNaN(), best, PlateauReduceLR()]
+    if patience:
+        callbacks.append(PlateauEarlyStopping(patience))
+    callbacks.append(epoch_report(best, on_epoch, step_offset))
+    verbose = 1 if sys.stdout.isatty() else 2
+    history = model.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks, verbose=verbose)
+    frame = pd.DataFrame(history.history)
+    frame.insert(0, "epoch", np.arange(1, len(frame) + 1) + step_offset)
+    return frame, best

@@ -1,0 +1,95 @@
+"""The steps every training verb shares: building the model, the tf.data pipelines, evaluating a
+split, logging the data summary and the results, registering both models.
+
+``train`` runs them once (:mod:`hwr.training.train`), every ``tune`` trial runs ``train``, and
+``finetune`` runs them around its two phases (:mod:`hwr.training.finetune`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import keras
+import mlflow
+import pandas as pd
+
+from hwr.config import TrainConfig
+from hwr.config.training import SPLITS
+from hwr.data.charset import Charset
+from hwr.data.dataset import PreparedData
+from hwr.data.pipeline import as_model_input, make_dataset, pad_labels
+from hwr.evaluation import metrics
+from hwr.mlflow import runs
+from hwr.mlflow.packaging import LoggedModels, log_models
+from hwr.mlflow.registry import AUTO, register
+from hwr.model.crnn import build_crnn, compile_model, prediction_model
+from hwr.model.inference import transcribe
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a training run produced: its metrics and the logged models' URIs."""
+
+    run_id: str
+    val_cer: float
+    test_cer: float
+    test_wer: float
+    best_epoch: int
+    models: LoggedModels
+
+
+def build_model(cfg: TrainConfig, charset: Charset) -> keras.Model:
+    """A compiled full CRNN for ``charset``, its weights seeded by ``cfg.seed``."""
+    keras.utils.set_random_seed(cfg.seed)
+    return compile_model(build_crnn(cfg.model, charset.num_classes), cfg.lr)
+
+
+def datasets(cfg: TrainConfig, data: PreparedData):
+    """Training and validation tf.data pipelines (training shuffled and augmented)."""
+    charset = data.charset
+    train_ds = make_dataset(data.images["train"], pad_labels(data.texts("train"), charset), cfg.batch_size,
+                            shuffle=True, augment_images=cfg.augment, seed=cfg.seed)
+    val_ds = make_dataset(data.images["val"], pad_labels(data.texts("val"), charset), cfg.batch_size,
+                          shuffle=False, augment_images=False, seed=cfg.seed)
+    return train_ds, val_ds
+
+
+def evaluate(model: keras.Model, data: PreparedData, split: str) -> dict[str, float]:
+    """Greedy CER and WER of a prediction model on one split."""
+    texts, _ = transcribe(model, data.charset, as_model_input(data.images[split]))
+    return {"cer": metrics.cer(data.texts(split), texts), "wer": metrics.wer(data.texts(split), texts)}
+
+
+def log_data_summary(data: PreparedData) -> None:
+    """Counts per split, skipped rows (metric + ``bad_inputs.csv``), the charset and the split."""
+    runs.log_metrics({f"n_{s}": len(data.frames[s]) for s in SPLITS} | {"skipped_rows": len(data.bad.rows)})
+    if data.bad.rows:
+        runs.log_frame(data.bad.to_frame(), "bad_inputs.csv")
+        print(f"skipped {len(data.bad.rows)} bad rows (see bad_inputs.csv in the run's artifacts)", flush=True)
+    runs.log_json({"blank": 0, "chars": list(data.charset.chars)}, "charset.json")
+    if data.random_split:
+        runs.log_frame(pd.concat(data.frames.values())[["row", "image", "split"]], "split.csv")
+
+
+def log_results(full: keras.Model, data: PreparedData, history: pd.DataFrame, best_cer: float,
+                best_epoch: int, extra_metadata: dict | None = None) -> TrainResult:
+    """Test evaluation, final metrics, history CSV and both models logged to the active run."""
+    test = evaluate(prediction_model(full), data, "test")
+    runs.log_metrics({"best_val_cer": best_cer, "best_epoch": best_epoch,
+                      "test_cer": test["cer"], "test_wer": test["wer"]})
+    runs.log_frame(history, "history.csv")
+    examples = data.frames["test"]["path"].head(2).tolist()
+    models = log_models(full, data.charset, examples, extra_metadata)
+    print(f"best val_cer {best_cer:.4f} (epoch {best_epoch}); test_cer {test['cer']:.4f}, "
+          f"test_wer {test['wer']:.4f}", flush=True)
+    return TrainResult(mlflow.active_run().info.run_id, best_cer, test["cer"], test["wer"], best_epoch, models)
+
+
+def register_result(result: TrainResult, cfg: TrainConfig, alias: str = AUTO, tags: dict | None = None) -> dict[str, int]:
+    """Register both models of a run; versions are tagged with the run's ``val_cer``/``test_cer``."""
+    version_tags = {"val_cer": f"{result.val_cer:.4f}", "test_cer": f"{result.test_cer:.4f}",
+                    "run_id": result.run_id, **(tags or {})}
+    return {
+        cfg.full_model_name: register(result.models.full_uri, cfg.full_model_name, version_tags, alias),
+        cfg.model_name: register(result.models.prediction_uri, cfg.model_name, version_tags, alias),
+    }

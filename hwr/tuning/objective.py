@@ -1,0 +1,165 @@
+"""The Hyperopt objective of ``tune``: one trial = one child MLflow run of
+:func:`hwr.training.train.train_and_log`.
+
+The objective is a plain picklable object (it travels to Spark workers) that carries the tracking
+URI, experiment id and parent run id captured on the driver, because a worker process has no
+active MLflow run.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import os
+import time
+import traceback
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+
+from hwr.config import TrainConfig
+from hwr.errors import TrialFailed
+from hwr.mlflow import runs
+from hwr.tuning.space import to_params
+
+
+def failure(run_id: str | None, error: str, params: dict, started: float) -> dict:
+    """A failed trial's result for Hyperopt (``STATUS_FAIL``); ``started`` is its ``time.monotonic()``."""
+    from hyperopt import STATUS_FAIL
+
+    return {"status": STATUS_FAIL, "run_id": run_id, "error": error, "params": params,
+            "duration_s": time.monotonic() - started}
+
+
+@dataclass(frozen=True)
+class Objective:
+    """Callable ``sample -> result dict`` for ``hyperopt.fmin``.
+
+    Attributes:
+        base: the training configuration every trial starts from (``epochs`` = trial epochs).
+        metric: minimised metric; ``val_cer`` is the trial's best validation CER, any other the
+            minimum over the child run's per-epoch history of that metric.
+        tracking_uri, experiment_id, parent_run_id: where the child runs go.
+
+    Returns (per call) ``{"status": "ok", "loss", "run_id", "val_cer", "test_cer", "test_wer",
+    "best_epoch", "full_uri", "prediction_uri", "params", "duration_s"}``, or for a failed trial
+    ``{"status": "fail", "run_id", "error", "params", "duration_s"}``; the child run then ends
+    FAILED with the tag ``hwr.error`` and the traceback as ``error.txt``.
+    """
+
+    base: TrainConfig
+    metric: str
+    tracking_uri: str
+    experiment_id: str
+    parent_run_id: str
+
+    def __call__(self, sample: dict) -> dict:
+        import mlflow
+        from hyperopt import STATUS_OK
+
+        params = to_params(sample)
+        started = time.monotonic()
+        os.environ.pop("MLFLOW_RUN_ID", None)  # a Spark worker may inherit the launcher's run id
+        if mlflow.get_tracking_uri() != self.tracking_uri:
+            mlflow.set_tracking_uri(self.tracking_uri)
+        run = mlflow.start_run(experiment_id=self.experiment_id, parent_run_id=self.parent_run_id,
+                               nested=True, run_name="trial", tags={runs.VERB: "tune-trial"})
+        run_id = run.info.run_id
+        try:
+            result = self._train(params, run_id)
+        except Exception as exc:  # a failed trial must not stop the search
+            error = f"{type(exc).__name__}: {exc}"
+            print(f"trial run {run_id} failed: {error}", flush=True)
+            mlflow.set_tag(runs.ERROR, error[:4000])
+            mlflow.log_text(traceback.format_exc(), "error.txt")
+            mlflow.end_run(status="FAILED")
+            return failure(run_id, error, params, started)
+        except BaseException:
+            mlflow.end_run(status="KILLED")
+            raise
+        mlflow.end_run(status="FINISHED")
+        return {"status": STATUS_OK, **result, "run_id": run_id, "params": params,
+                "duration_s": time.monotonic() - started}
+
+    def _train(self, params: dict, run_id: str) -> dict:
+        import keras
+
+        from hwr.training import train
+
+        keras.backend.clear_session()  # Keras state of the previous trial (its advice for models built in a loop)
+        cfg = self.base.replace(**params)
+        runs.log_params(cfg.flat_params())  # logged even if the combination is rejected below
+        result = train.train_and_log(cfg)
+        loss = result.val_cer if self.metric == "val_cer" else self._history_min(run_id, self.metric)
+        self._check_finite(run_id, loss)
+        return {"loss": float(loss), "val_cer": result.val_cer, "test_cer": result.test_cer,
+                "test_wer": result.test_wer, "best_epoch": result.best_epoch,
+                "full_uri": result.models.full_uri, "prediction_uri": result.models.prediction_uri}
+
+    @staticmethod
+    def _history_min(run_id: str, metric: str) -> float:
+        from mlflow import MlflowClient
+
+        values = [m.value for m in MlflowClient().get_metric_history(run_id, metric)]
+        if not values:
+            raise TrialFailed(f"the run logged no finite {metric!r}")
+        return min(values)
+
+    @staticmethod
+    def _check_finite(run_id: str, loss: float) -> None:
+        """Raise :class:`TrialFailed` on a non-finite metric or a training loss that became NaN/inf
+        (non-finite values are not logged, so fewer ``loss`` than ``val_cer`` points betray them)."""
+        from mlflow import MlflowClient
+
+        if not math.isfinite(loss):
+            raise TrialFailed(f"metric is {loss}")
+        client = MlflowClient()
+        epochs = len(client.get_metric_history(run_id, "val_cer"))
+        finite = len(client.get_metric_history(run_id, "loss"))
+        if finite < epochs:
+            raise TrialFailed(f"training loss was NaN/inf in {epochs - finite} of {epochs} epochs")
+
+
+LOST_TRIAL = "the trial's process died before it finished (killed, e.g. by the out-of-memory killer)"
+
+
+@dataclass(frozen=True)
+class IsolatedObjective:
+    """Runs each call of ``objective`` in a fresh child process (``spawn``), one at a time.
+
+    TensorFlow keeps memory of every ``model.fit`` in its process (about 100 MiB a trial of the
+    default model, see ``bench/tune_memory.py``), so a long in-process search grows without bound;
+    a child process returns it all when the trial ends. A child that dies (out-of-memory kill,
+    segfault) makes the trial FAILED with :data:`LOST_TRIAL` instead of ending the search.
+
+    Attributes:
+        objective: a picklable callable ``sample -> result dict`` with the attributes
+            ``tracking_uri`` and ``parent_run_id`` (an :class:`Objective`).
+    """
+
+    objective: Objective
+
+    def __call__(self, sample: dict) -> dict:
+        started = time.monotonic()
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+            try:
+                return pool.submit(self.objective, sample).result()
+            except BrokenProcessPool:
+                return self._lost(sample, started)
+
+    def _lost(self, sample: dict, started: float) -> dict:
+        """Mark the child run the dead process left RUNNING as FAILED; a Hyperopt failure result."""
+        from mlflow import MlflowClient
+
+        print(f"trial failed: {LOST_TRIAL}", flush=True)
+        client = MlflowClient(self.objective.tracking_uri)
+        parent = client.get_run(self.objective.parent_run_id)
+        running = client.search_runs([parent.info.experiment_id],
+                                     f"tags.mlflow.parentRunId = '{parent.info.run_id}' and attributes.status = 'RUNNING'",
+                                     order_by=["attributes.start_time DESC"], max_results=1)
+        run_id = running[0].info.run_id if running else None
+        if run_id:
+            client.set_tag(run_id, runs.ERROR, LOST_TRIAL)
+            client.set_terminated(run_id, status="FAILED")
+        return failure(run_id, LOST_TRIAL, to_params(sample), started)

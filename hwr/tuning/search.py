@@ -1,0 +1,235 @@
+"""The ``tune`` verb: a Hyperopt search whose every trial is a nested MLflow run of ``train``.
+
+One parent run holds the search (its Trials pickle after every trial, the trials CSV, a plot and
+the best trial's ``best_*`` params/metrics); each trial calls
+:func:`hwr.training.train.train_and_log` inside a child run. Trials run serially (``backend=local``;
+each in a fresh child process unless ``isolate_trials`` is false, see
+:class:`hwr.tuning.objective.IsolatedObjective`) or in parallel on Spark workers (``backend=spark``,
+Hyperopt's ``SparkTrials``; the package is shipped to the executors). TensorFlow is imported inside
+functions, so a bad configuration fails before it loads.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import os
+import pickle
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from hwr.errors import ConfigError
+from hwr.mlflow import runs
+from hwr.tuning.config import TuneConfig
+from hwr.tuning.space import hyperopt_space
+
+TRIALS_ARTIFACT = "hyperopt/trials.pkl"
+SPACE_ARTIFACT = "hyperopt/search_space.json"
+
+
+def absolute_tracking_uri(uri: str) -> str:
+    """The tracking URI with a relative sqlite/file path made absolute (Spark workers may not
+    share the driver's working directory)."""
+    for prefix in ("sqlite:///", "file:"):
+        if uri.startswith(prefix) and not uri[len(prefix):].startswith("/"):
+            return prefix + str(Path(uri[len(prefix):]).resolve())
+    if "://" not in uri and ":" not in uri:
+        return str(Path(uri).resolve())
+    return uri
+
+
+def algorithm(name: str, max_evals: int):
+    """Hyperopt's suggest function. TPE starts with ``max(3, min(20, max_evals // 3))`` random
+    trials (Hyperopt's default of 20 would make a short search purely random)."""
+    from hyperopt import rand, tpe
+
+    if name == "random":
+        return rand.suggest
+    return functools.partial(tpe.suggest, n_startup_jobs=max(3, min(20, max_evals // 3)))
+
+
+def done_trials(trials) -> list[dict]:
+    """The finished trial documents, in trial order."""
+    from hyperopt import JOB_STATE_DONE
+
+    return sorted((d for d in trials.trials if d["state"] == JOB_STATE_DONE), key=lambda d: d["tid"])
+
+
+def snapshot(trials) -> bytes:
+    """A pickled plain ``hyperopt.Trials`` of the finished trials, renumbered 0..n-1 (a parallel
+    search can finish trial 3 before trial 2; the unfinished ones are re-proposed on resume)."""
+    from hyperopt import Trials
+
+    docs = []
+    for tid, doc in enumerate(done_trials(trials)):
+        doc = copy.deepcopy(doc)
+        doc["tid"] = doc["misc"]["tid"] = tid
+        doc["misc"]["idxs"] = {k: [tid] if v else [] for k, v in doc["misc"]["idxs"].items()}
+        docs.append(doc)
+    plain = Trials()
+    plain._insert_trial_docs(docs)
+    plain.refresh()
+    return pickle.dumps(plain)
+
+
+def restore(trials, data: bytes):
+    """Load a :func:`snapshot` into an empty ``Trials`` (or ``SparkTrials``); returns it."""
+    old = pickle.loads(data)
+    trials._insert_trial_docs([copy.deepcopy(d) for d in old.trials])
+    trials.refresh()
+    return trials
+
+
+class Progress:
+    """Hyperopt ``early_stop_fn``: after each finished trial, print ``trial n/N: metric=... (best
+    ...)``, name the child run ``trial-<n>`` and save the Trials pickle to the parent run. Never stops."""
+
+    def __init__(self, total: int, metric: str, parent_run_id: str, save):
+        self.total, self.metric, self.parent_run_id, self.save = total, metric, parent_run_id, save
+        self.reported: set[int] = set()
+
+    def __call__(self, trials, *args):
+        from hyperopt import STATUS_OK
+        from mlflow import MlflowClient
+
+        docs = done_trials(trials)
+        fresh = [d for d in docs if d["tid"] not in self.reported]
+        losses = [d["result"]["loss"] for d in docs if d["result"]["status"] == STATUS_OK]
+        best = f"{min(losses):.4f}" if losses else "none yet"
+        for doc in fresh:
+            self.reported.add(doc["tid"])
+            res = doc["result"]
+            if res.get("run_id"):
+                MlflowClient().set_tag(res["run_id"], "mlflow.runName", f"trial-{doc['tid'] + 1}")
+                MlflowClient().set_tag(res["run_id"], runs.TRIAL, str(doc["tid"] + 1))
+            outcome = (f"{self.metric}={res['loss']:.4f}" if res["status"] == STATUS_OK
+                       else f"FAILED ({res.get('error', 'unknown error')[:200]})")
+            print(f"trial {len(self.reported)}/{self.total}: {outcome} (best {best})", flush=True)
+        if fresh:
+            self.save(trials)
+        return False, args
+
+
+def save_trials(trials, parent_run_id: str) -> None:
+    """Log the Trials snapshot as ``hyperopt/trials.pkl`` of the parent run (overwriting)."""
+    from mlflow import MlflowClient
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / Path(TRIALS_ARTIFACT).name
+        path.write_bytes(snapshot(trials))
+        MlflowClient().log_artifact(parent_run_id, str(path), str(Path(TRIALS_ARTIFACT).parent))
+
+
+def load_resume(cfg: TuneConfig, space: dict) -> bytes:
+    """The Trials pickle of the parent run ``cfg.resume_run_id``.
+
+    Raises:
+        ConfigError: no such run, not a tune parent run, or a different search space.
+    """
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    run_id = cfg.resume_run_id
+    try:
+        run = mlflow.MlflowClient().get_run(run_id)
+        stored = mlflow.artifacts.load_dict(f"runs:/{run_id}/{SPACE_ARTIFACT}")
+        local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=TRIALS_ARTIFACT)
+    except (MlflowException, OSError) as exc:
+        raise ConfigError(f"resume_run_id={run_id}: not a tune run with a saved search ({exc})") from exc
+    if run.data.tags.get(runs.VERB) != "tune":
+        raise ConfigError(f"resume_run_id={run_id}: not a tune parent run")
+    if stored != space:
+        raise ConfigError(f"resume_run_id={run_id}: the search space differs from the interrupted search's "
+                          f"({SPACE_ARTIFACT} of that run); resume with the same search_space")
+    return Path(local).read_bytes()
+
+
+def make_trials(cfg: TuneConfig):
+    """(trials, spark session or None): ``hyperopt.Trials`` or ``SparkTrials`` on ``cfg.spark_url()``.
+
+    Raises:
+        ConfigError: backend=spark without pyspark installed.
+    """
+    from hyperopt import Trials
+
+    if cfg.backend == "local":
+        return Trials(), None
+    try:
+        from hyperopt import SparkTrials
+        from pyspark.sql import SparkSession
+    except ImportError as exc:
+        raise ConfigError("backend=spark needs pyspark: pip install -r requirements-spark.txt") from exc
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    session = (SparkSession.builder.master(cfg.spark_url()).appName("hwr-tune")
+               .config("spark.ui.enabled", "false").getOrCreate())
+    ship_package(session)
+    return SparkTrials(parallelism=cfg.parallelism, spark_session=session), session
+
+
+def ship_package(session) -> str:
+    """Put the ``hwr`` package on every Spark executor's import path: a zip of it, added with
+    ``SparkContext.addPyFile``, so trials run on workers where hwr is not installed. Returns the zip."""
+    package = Path(__file__).resolve().parents[1]
+    folder = tempfile.mkdtemp(prefix="hwr-spark-")
+    archive = shutil.make_archive(str(Path(folder) / "hwr"), "zip", root_dir=package.parent, base_dir=package.name)
+    session.sparkContext.addPyFile(archive)
+    return archive
+
+
+def run_tune(cfg: TuneConfig) -> TuneResult:
+    """The ``tune`` entry point: run (or resume) the search in a parent run, summarise it and
+    register the best trial's models with alias ``challenger`` (when ``register`` is true).
+
+    Raises:
+        ConfigError: bad settings or search space, or a run that cannot be resumed (before any trial).
+    """
+    import mlflow
+    from hyperopt import fmin
+
+    from hwr.tuning.objective import IsolatedObjective, Objective
+    from hwr.tuning.summary import TuneResult, summarise
+
+    cfg.validate()
+    specs = cfg.space()
+    resumed = load_resume(cfg, specs) if cfg.resume_run_id else None
+    launcher = os.environ.get("MLFLOW_RUN_ID")
+    if resumed is not None and launcher and launcher != cfg.resume_run_id:
+        os.environ.pop("MLFLOW_RUN_ID")  # `mlflow run` opened a new run: reopen the search's instead
+        mlflow.MlflowClient().set_tag(launcher, runs.RESUMED_RUN_ID, cfg.resume_run_id)
+    started = time.monotonic()
+    with mlflow.start_run(run_id=cfg.resume_run_id or None, run_name=None if resumed else "tune",
+                          tags={runs.VERB: "tune"}) as parent:
+        parent_id = parent.info.run_id
+        print(f"tune parent run {parent_id} ({'resumed' if resumed else 'new'}); "
+              f"{cfg.max_evals} trials of {cfg.trial_epochs} epochs, algo={cfg.algo}, backend={cfg.backend}",
+              flush=True)
+        runs.log_params(cfg.flat_params() | cfg.train.flat_params())  # with epochs (= trial_epochs)
+        runs.log_json(specs, SPACE_ARTIFACT)
+        trials, session = make_trials(cfg)
+        try:
+            if resumed:
+                restore(trials, resumed)
+                print(f"resuming after {len(trials.trials)} finished trials", flush=True)
+            objective = Objective(cfg.train, cfg.metric, absolute_tracking_uri(mlflow.get_tracking_uri()),
+                                  parent.info.experiment_id, parent_id)
+            if cfg.backend == "local" and cfg.isolate_trials:
+                objective = IsolatedObjective(objective)
+            progress = Progress(cfg.max_evals, cfg.metric, parent_id, lambda t: save_trials(t, parent_id))
+            progress.reported.update(d["tid"] for d in done_trials(trials))
+            if len(trials.trials) < cfg.max_evals:
+                fmin(objective, hyperopt_space(specs), algorithm(cfg.algo, cfg.max_evals), cfg.max_evals,
+                     trials=trials, rstate=np.random.default_rng([cfg.train.seed, len(trials.trials)]),
+                     early_stop_fn=progress, show_progressbar=False, return_argmin=False)
+            progress(trials)
+        finally:
+            if session is not None:
+                session.stop()
+        result = summarise(cfg, [d["result"] | {"trial": d["tid"] + 1} for d in done_trials(trials)],
+                           [n for n, s in specs.items() if s["type"] != "fixed"], parent_id)
+        runs.log_metrics({"search_time_s": time.monotonic() - started})
+    return result
