@@ -10,6 +10,7 @@ import importlib.metadata
 import json
 import re
 import tempfile
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from hwr.data.charset import Charset
 from hwr.mlflow.pyfunc import DEFAULT_PARAMS, IMAGE_COLUMN, HwrPredictionModel
 from hwr.model.crnn import CTCLossLayer, input_geometry, prediction_model
 
-PACKAGE_DIR = str(Path(__file__).resolve().parents[1])
+PACKAGE = Path(__file__).resolve().parents[1]
 REQUIREMENTS_FILE = Path(__file__).resolve().parents[2] / "requirements.txt"
 # What a logged model needs at load time (the rest of requirements.txt is for training and tests).
 MODEL_PACKAGES = ("tensorflow-cpu", "keras", "mlflow", "numpy", "pandas", "opencv-python-headless",
@@ -32,15 +33,32 @@ KIND_KEY = "hwr_kind"
 
 
 def project_pins() -> dict[str, str]:
-    """The project's pinned requirements, ``name -> "name==version"``, read from their one place:
-    ``requirements.txt`` beside the package (a source checkout), else the installed package's
-    metadata (which ``pip install`` built from the same file)."""
+    """The project's pinned requirements, ``name -> "name==version"``, read from their one place,
+    ``requirements.txt``: beside the package (a source checkout), inside the zip the package was
+    imported from (a Spark executor, see :func:`hwr.tuning.search.ship_package`), else the installed
+    package's metadata (which ``pip install`` built from the same file)."""
+    archive = next((p for p in PACKAGE.parents if p.is_file()), None)
     if REQUIREMENTS_FILE.is_file():
         lines = REQUIREMENTS_FILE.read_text(encoding="utf-8").splitlines()
+    elif archive is not None and REQUIREMENTS_FILE.name in zipfile.ZipFile(archive).namelist():
+        lines = zipfile.ZipFile(archive).read(REQUIREMENTS_FILE.name).decode("utf-8").splitlines()
     else:
         lines = [r for r in importlib.metadata.requires("hwr") or [] if "extra ==" not in r]
     pins = [line.split("#")[0].split(";")[0].strip() for line in lines]
     return {re.split(r"[=<>!~ ]", pin)[0].lower(): pin for pin in pins if pin}
+
+
+def package_dir() -> str:
+    """The ``hwr`` package folder, logged with every model as code. Where hwr is imported from a
+    zip (a Spark executor gets it with ``addPyFile``), a copy extracted from the zip: MLflow copies
+    code paths from folders only."""
+    if PACKAGE.is_dir():
+        return str(PACKAGE)
+    archive = next(p for p in PACKAGE.parents if p.is_file())
+    target = Path(tempfile.mkdtemp(prefix="hwr-code-"))
+    with zipfile.ZipFile(archive) as bundle:
+        bundle.extractall(target, [n for n in bundle.namelist() if n.startswith(PACKAGE.name + "/")])
+    return str(target / PACKAGE.name)
 
 
 def model_requirements() -> list[str]:
@@ -78,10 +96,10 @@ def log_models(full: keras.Model, charset: Charset, example_paths: list[str],
     """
     height, width = input_geometry(full)
     metadata = {"charset": list(charset.chars), "img_height": height, "img_width": width, **(extra_metadata or {})}
-    requirements = model_requirements()
+    requirements, code = model_requirements(), [package_dir()]
     full_info = mlflow.tensorflow.log_model(
         full, name=FULL_MODEL_NAME, custom_objects={"CTCLossLayer": CTCLossLayer},
-        code_paths=[PACKAGE_DIR], pip_requirements=requirements, metadata={**metadata, KIND_KEY: "full"},
+        code_paths=code, pip_requirements=requirements, metadata={**metadata, KIND_KEY: "full"},
     )
     example = encode_example(example_paths)
     with tempfile.TemporaryDirectory() as tmp:
@@ -93,7 +111,7 @@ def log_models(full: keras.Model, charset: Charset, example_paths: list[str],
             name=PREDICTION_MODEL_NAME, python_model=HwrPredictionModel(),
             artifacts={"keras_model": str(keras_path), "charset": str(charset.save(Path(tmp) / "charset.json")),
                        "geometry": str(geometry_path)},
-            code_paths=[PACKAGE_DIR], pip_requirements=requirements,
+            code_paths=code, pip_requirements=requirements,
             input_example=example, signature=prediction_signature(example),
             metadata={**metadata, KIND_KEY: "prediction"},
         )

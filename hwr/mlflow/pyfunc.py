@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 
 import mlflow.pyfunc
 import numpy as np
@@ -33,6 +34,8 @@ def image_bytes(value) -> bytes:
     """
     if isinstance(value, (bytes, bytearray)):
         return bytes(value)
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        raise InvalidImageError("missing value (null); expected a base64 string")
     if not isinstance(value, str):
         raise InvalidImageError(f"expected a base64 string, got {type(value).__name__}")
     try:

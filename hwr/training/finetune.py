@@ -17,6 +17,7 @@ import keras
 import mlflow
 import pandas as pd
 from mlflow.exceptions import MlflowException
+from mlflow.models import Model
 
 from hwr.config import FinetuneConfig, ModelConfig, TrainConfig
 from hwr.data.charset import Charset
@@ -49,13 +50,13 @@ class BaseModel:
 
 
 def resolve_base_model(uri: str) -> BaseModel:
-    """Look ``uri`` up (no weights are loaded) and check that it is a full model of this project.
+    """Read ``uri``'s MLmodel file (no weights are loaded) and check that it is a full model of this project.
 
     Raises:
         ConfigError: no such model, or not a full model (e.g. the prediction model ``hwr-crnn``).
     """
     try:
-        info = mlflow.models.get_model_info(uri)
+        info = Model.load(uri)  # the MLmodel file: works for models:/, runs:/ and a local model folder
     except (MlflowException, OSError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError(f"base_model={uri!r}: cannot find this model ({reason})") from exc

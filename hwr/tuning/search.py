@@ -15,10 +15,10 @@ import copy
 import functools
 import os
 import pickle
-import shutil
 import sys
 import tempfile
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -172,13 +172,18 @@ def make_trials(cfg: TuneConfig):
 
 
 def ship_package(session) -> str:
-    """Put the ``hwr`` package on every Spark executor's import path: a zip of it, added with
+    """Put the ``hwr`` package on every Spark executor's import path: a zip of it (with the pins
+    of ``requirements.txt`` at its root, for the models the trials log), added with
     ``SparkContext.addPyFile``, so trials run on workers where hwr is not installed. Returns the zip."""
-    package = Path(__file__).resolve().parents[1]
-    folder = tempfile.mkdtemp(prefix="hwr-spark-")
-    archive = shutil.make_archive(str(Path(folder) / "hwr"), "zip", root_dir=package.parent, base_dir=package.name)
-    session.sparkContext.addPyFile(archive)
-    return archive
+    from hwr.mlflow.packaging import PACKAGE, REQUIREMENTS_FILE, project_pins
+
+    archive = Path(tempfile.mkdtemp(prefix="hwr-spark-")) / "hwr.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as bundle:
+        for path in sorted(PACKAGE.rglob("*.py")):
+            bundle.write(path, path.relative_to(PACKAGE.parent))
+        bundle.writestr(REQUIREMENTS_FILE.name, "\n".join(project_pins().values()) + "\n")
+    session.sparkContext.addPyFile(str(archive))
+    return str(archive)
 
 
 def run_tune(cfg: TuneConfig) -> TuneResult:

@@ -1,0 +1,39 @@
+"""The CRNN's geometry: the CTC frame count for 1-4 conv blocks is what the configuration (and
+every text stating it) says, and labels longer than it are bad input."""
+
+import pytest
+
+from hwr.config import ModelConfig
+from hwr.config.training import ctc_frames, frames_formula
+from hwr.data.charset import Charset
+from hwr.model.crnn import build_crnn, prediction_model
+
+
+@pytest.mark.parametrize("blocks, frames", [(1, 32), (2, 16), (3, 16), (4, 16)])
+def test_frame_count_for_one_to_four_conv_blocks(blocks, frames):
+    cfg = ModelConfig(img_height=16, img_width=64, conv_filters=(4,) * blocks, dense_units=8,
+                      lstm1_units=4, lstm2_units=4).validate()
+    output = prediction_model(build_crnn(cfg, num_classes=5)).output
+    assert output.shape[1] == cfg.time_steps == ctc_frames(64, blocks) == frames
+    assert cfg.frames_formula == frames_formula(blocks) == f"img_width / {64 // frames}"
+
+
+def test_the_help_text_states_the_computed_frame_count():
+    decl, _ = ModelConfig.declarations()["img_width"]
+    assert f"emits {frames_formula(len(ModelConfig().conv_filters))} CTC frames" in decl.help
+    assert "img_width / 2 with one conv block" in decl.help
+
+
+def test_a_label_too_long_for_a_one_block_model_names_its_formula(tmp_path):
+    import pandas as pd
+
+    from hwr.data.labels import BadInputLog, check_label_lengths
+
+    cfg = ModelConfig(img_height=16, img_width=16, conv_filters=(8,))
+    frame = pd.DataFrame({"row": [2, 3], "image": ["a.png", "b.png"], "text": ["abcdefgh", "abcdefghi"],
+                          "split": ["train", "train"]})
+    bad = BadInputLog("skip", tmp_path / "labels.csv")
+    kept = check_label_lengths(frame, Charset.from_texts(frame.text), cfg, bad)
+    assert kept.text.tolist() == ["abcdefgh"]
+    assert "needs 9 CTC frames but the model emits 8 (img_width / 2)" in bad.rows[0].reason
+    assert bad.rows[0].file == "b.png" and bad.rows[0].row == 3

@@ -1,0 +1,44 @@
+"""tf.data inputs: label padding, and augmentation that keeps shape and range and never crops."""
+
+import numpy as np
+import pytest
+
+from hwr.data.charset import Charset
+from hwr.data.pipeline import augment, make_dataset, pad_labels
+
+
+def test_labels_are_padded_with_the_blank_and_unknown_characters_dropped():
+    labels = pad_labels(["ab", "", "bca", "aXb"], Charset(("a", "b", "c")))
+    assert labels.dtype == np.int32
+    assert labels.tolist() == [[1, 2, 0], [0, 0, 0], [2, 3, 1], [1, 2, 0]]
+
+
+def wide_word(height=40, width=160) -> np.ndarray:
+    """White paper with ink reaching the right edge (a word that fills the width)."""
+    image = np.ones((height, width, 1), np.float32)
+    image[height // 2 - 4:height // 2 + 4, 8:width - 2] = 0.0
+    return image
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_augment_keeps_shape_and_range_and_never_crops_a_wide_word(seed):
+    import tensorflow as tf
+
+    tf.random.set_seed(seed)
+    image = wide_word()
+    out = augment(tf.constant(image)).numpy()
+    assert out.shape == image.shape and out.dtype == np.float32
+    assert out.min() >= 0.0 and out.max() <= 1.0
+    ink_columns = np.where((out < 0.5).any(axis=(0, 2)))[0]
+    # shrink-only scaling about the left edge: the word's right end moves left, never out of the image
+    assert ink_columns.max() <= image.shape[1] - 1
+    assert ink_columns.max() >= 0.8 * (image.shape[1] - 2) - 2
+    assert (out < 0.5).sum() >= 0.5 * (image < 0.5).sum()  # the ink is still there
+
+
+def test_dataset_batches_images_as_float_and_labels_as_ids():
+    images = np.full((5, 8, 16), 255, np.uint8)
+    labels = pad_labels(["a", "ab", "b", "ba", "a"], Charset(("a", "b")))
+    batch = next(iter(make_dataset(images, labels, 2, shuffle=False, augment_images=False, seed=0)))
+    assert batch["image"].shape == (2, 8, 16, 1) and float(batch["image"].numpy().max()) == 1.0
+    assert batch["label"].numpy().tolist() == [[1, 0], [1, 2]]
