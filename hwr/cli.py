@@ -29,7 +29,7 @@ def _argument_type(decl: Declaration, default) -> Callable:
 def add_params(parser, config: type[Config]) -> None:
     """``--name`` options for every flat parameter of ``config``, with its help and default."""
     for name, (decl, default) in config.declarations().items():
-        help_text = decl.help.replace("%", "%%")
+        help_text = decl.full_help().replace("%", "%%")
         parser.add_argument(f"--{name}", type=_argument_type(decl, default), default=decl.as_text(default)
                             if decl.parse else default, help=f"{help_text} (default: {decl.as_text(default)!r})")
 
@@ -62,26 +62,26 @@ def _cell_default(decl: Declaration, default) -> str:
     return f"`{text}`" if text else "(empty)"
 
 
-def markdown_table(config: type[Config], shared: dict[str, str] | None = None) -> str:
+def markdown_table(config: type[Config], shared: dict[str, tuple[str, str]] | None = None) -> str:
     """The README table of a verb's parameters: one row per parameter, from its declaration.
 
     Args:
-        shared: nested configuration field -> the verb it is documented with (e.g.
-            ``{"data": "train"}``): those parameters get one row saying so instead of one each.
+        shared: nested configuration field -> (the verb it is documented with, what it is), e.g.
+            ``{"data": ("train", "the data set")}``: those parameters get one row saying so.
     """
     shared = shared or {}
     rows = ["| parameter | default | meaning |", "|---|---|---|"]
-    folded = {name: set(config.nested()[field].declarations()) for field, name in shared.items()}
+    folded = {field: set(config.nested()[field].declarations()) for field in shared}
     done: set[str] = set()
     for name, (decl, default) in config.declarations().items():
         group = next((f for f, names in folded.items() if name in names), None)
         if group is None:
-            rows.append(f"| `{name}` | {_cell_default(decl, default)} | {decl.help} |")
+            rows.append(f"| `{name}` | {_cell_default(decl, default)} | {decl.full_help()} |")
         elif group not in done:
             done.add(group)
             names = [n for n in config.declarations() if n in folded[group]]
-            rows.append(f"| {', '.join(f'`{n}`' for n in names)} | as `{shared[group]}` | "
-                        f"{config.nested()[group].__doc__.strip().splitlines()[0]} |")
+            verb, meaning = shared[group]
+            rows.append(f"| {', '.join(f'`{n}`' for n in names)} | as `{verb}` | {meaning} |")
     return "\n".join(rows)
 
 
@@ -92,8 +92,10 @@ def readme_tables() -> dict[str, str]:
 
     return {
         "train": markdown_table(TrainConfig),
-        "finetune": markdown_table(FinetuneConfig, {"data": "train"}),
-        "tune": markdown_table(TuneConfig, {"train": "train"}),
+        "finetune": markdown_table(FinetuneConfig, {"data": ("train", "the new collection, read exactly as `train` reads it")}),
+        "tune": markdown_table(TuneConfig, {"train": ("train", "the value of every parameter the search space does not "
+                                                      "vary; `model_name`, `full_model_name` and `register` apply to "
+                                                      "the registration of the best trial")}),
         "predict": markdown_table(PredictConfig),
     }
 

@@ -10,6 +10,8 @@ import pytest
 
 from conftest import DHSD, HOOKER, ROOT, TINY_MODEL, tiny_config, write_subset
 
+pytestmark = pytest.mark.slow  # every test here needs the module's store, which trains a model
+
 GEOMETRY = dict(TINY_MODEL, img_width=256)  # Hooker lines are long: 64 CTC frames
 BASE_FULL, BASE_PRED = "models:/hwr-crnn-full/1", "models:/hwr-crnn/1"
 FROZEN = ("conv1", "bn1", "conv2", "bn2", "dense1", "bilstm1", "bilstm2")

@@ -74,15 +74,17 @@ def test_search_space_file_narrows_the_default(tmp_path):
 
 
 def test_bad_search_space_fails_before_any_trial(tmp_path, tracking_uri, dhsd_subset, capsys):
+    """The whole verb, as the entry point runs it: one line, exit 2, and no run in the store."""
     from mlflow import MlflowClient
 
     from hwr.cli import run_cli
     from hwr.tuning.config import TuneConfig
+    from hwr.tuning.search import run_tune
 
     (tmp_path / "bad.yaml").write_text("params:\n  lr: {type: loguniform, low: -1, high: 0.1}\n")
     cfg = TuneConfig.from_flat({"labels": str(dhsd_subset), "data": str(DHSD), "search_space": str(tmp_path / "bad.yaml")})
     with pytest.raises(SystemExit) as info:
-        run_cli(cfg.validate)
+        run_cli(lambda: run_tune(cfg))
     assert info.value.code == 2 and "'lr'" in capsys.readouterr().err
     assert not MlflowClient().search_runs(["0"])
 

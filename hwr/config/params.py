@@ -93,6 +93,10 @@ class Declaration:
     parse: Callable[[str], Any] | None = None
     text: Callable[[Any], str] | None = None
 
+    def full_help(self) -> str:
+        """The help text with the allowed values, as ``--help`` and the README show it."""
+        return f"{self.help} (one of: {', '.join(map(str, self.choices))})" if self.choices else self.help
+
     def as_text(self, value) -> str:
         """How the value is written on a command line, in MLflow and in the README."""
         if self.text is not None:
