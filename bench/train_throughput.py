@@ -51,7 +51,7 @@ def main() -> None:
     transcribe(recognizer, data.charset, images, batch_size=64)
     keras_rate = len(images) / (time.perf_counter() - started)
 
-    from hwr.serving import HwrPredictionModel  # the pyfunc's own preprocess + predict, no MLflow store
+    from hwr.mlflow.pyfunc import HwrPredictionModel  # the pyfunc's own preprocess + predict, no MLflow store
 
     pyfunc = HwrPredictionModel()
     pyfunc.model, pyfunc.charset, (pyfunc.height, pyfunc.width) = recognizer, data.charset, (m.img_height, m.img_width)
