@@ -32,6 +32,12 @@ PREDICTION_MODEL_NAME = "model"
 KIND_KEY = "hwr_kind"
 
 
+def _read_from_zip(archive: Path, name: str) -> str | None:
+    """The text of member ``name`` of a zip, or None if it has none."""
+    with zipfile.ZipFile(archive) as bundle:
+        return bundle.read(name).decode("utf-8") if name in bundle.namelist() else None
+
+
 def project_pins() -> dict[str, str]:
     """The project's pinned requirements, ``name -> "name==version"``, read from their one place,
     ``requirements.txt``: beside the package (a source checkout), inside the zip the package was
@@ -40,8 +46,8 @@ def project_pins() -> dict[str, str]:
     archive = next((p for p in PACKAGE.parents if p.is_file()), None)
     if REQUIREMENTS_FILE.is_file():
         lines = REQUIREMENTS_FILE.read_text(encoding="utf-8").splitlines()
-    elif archive is not None and REQUIREMENTS_FILE.name in zipfile.ZipFile(archive).namelist():
-        lines = zipfile.ZipFile(archive).read(REQUIREMENTS_FILE.name).decode("utf-8").splitlines()
+    elif archive is not None and (shipped := _read_from_zip(archive, REQUIREMENTS_FILE.name)) is not None:
+        lines = shipped.splitlines()
     else:
         lines = [r for r in importlib.metadata.requires("hwr") or [] if "extra ==" not in r]
     pins = [line.split("#")[0].split(";")[0].strip() for line in lines]
