@@ -7,9 +7,10 @@ heavy loads.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
-from hwr.config.params import COUNT, NOT_BLANK, POSITIVE, UNIT_INTERVAL, Config, param, same_as
+from hwr.config.params import COUNT, NOT_BLANK, POSITIVE, UNIT_INTERVAL, Config, param, parse_bool, same_as
 from hwr.config.training import SPLITS, DataConfig
 from hwr.errors import ConfigError
 
@@ -28,8 +29,9 @@ class PredictConfig(Config):
                        "MLflow URI of a prediction model (models:/NAME@alias, models:/NAME/VERSION, "
                        "runs:/RUN_ID/model), or several separated by commas to compare them. The full model "
                        "(hwr-crnn-full) is refused with a clear message", rule=NOT_BLANK)
-    data: str = param("../shared/data/dhsd", "a folder with a labels CSV, or a folder of PNG/JPEG images "
-                                             "(searched recursively) without labels", rule=NOT_BLANK)
+    data: str = param("../shared/data/dhsd", "a folder with a labels CSV, a folder of PNG/JPEG images "
+                                             "(searched recursively) without labels, or a folder of page "
+                                             "scans with PAGE-XML or ALTO files (see format)", rule=NOT_BLANK)
     labels: str = param(DEFAULT_LABELS, "labels CSV inside `data` (or absolute); `none` ignores labels; when "
                                         "the default labels.csv does not exist, `data` is read as an unlabelled "
                                         "folder; another CSV that does not exist is an error")
@@ -37,10 +39,21 @@ class PredictConfig(Config):
     text_col: str = same_as(DataConfig, "text_col")
     split_col: str = param("split", "CSV column with train/val/test; without it, train's seeded random split "
                                     "(seed 42) is used")
-    split: str = param(ALL_SPLITS, "which rows of the labels CSV to transcribe", choices=SPLITS_ALLOWED)
+    split: str = param(ALL_SPLITS, "which rows of the labels CSV (or lines of the pages) to transcribe",
+                       choices=SPLITS_ALLOWED)
+    format: str = same_as(DataConfig, "format")
+    split_by: str = same_as(DataConfig, "split_by")
+    split_file: str = same_as(DataConfig, "split_file")
+    deskew: bool = same_as(DataConfig, "deskew")
+    line_fill: str = same_as(DataConfig, "line_fill")
+    line_cache: str = same_as(DataConfig, "line_cache")
+    keep_existing: bool = param(False, "pages only: leave lines that already have a transcription untouched in "
+                                       "the written page files (default: the prediction comes first and the "
+                                       "old text is kept beside it)", parse=parse_bool)
     output: str = param("output/predictions.csv",
                         "predictions CSV path (`output/` is git-ignored); with several models one CSV per "
-                        "model, NAME_<model>.csv; the report folder NAME_report/ is written beside it",
+                        "model, NAME_<model>.csv; the report folder NAME_report/ is written beside it, and for "
+                        "pages the page files with the transcriptions in NAME_pages/ (NAME_<model>_pages/)",
                         rule=NOT_BLANK)
     decoder: str = param("greedy", "CTC decoding: greedy takes the best class per frame; beam is prefix beam "
                                    "search (keras.ops.ctc_decode)", choices=DECODERS)
@@ -63,8 +76,10 @@ class PredictConfig(Config):
         return None if self.lexicon.strip().lower() in NO_LABELS else self.lexicon
 
     def data_config(self) -> DataConfig:
-        return DataConfig(data=self.data, labels=self.labels, image_col=self.image_col,
-                          text_col=self.text_col, split_col=self.split_col, on_bad_input="skip")
+        """The data set's parameters (those ``predict`` shares with ``train`` by name); bad rows are
+        always skipped (reported per row)."""
+        shared = {f.name for f in dataclasses.fields(DataConfig)} & {f.name for f in dataclasses.fields(self)}
+        return DataConfig(**{name: getattr(self, name) for name in shared}, on_bad_input="skip")
 
     def labelled(self) -> bool:
         """Whether ``data`` is read through a labels CSV.

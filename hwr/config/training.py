@@ -16,6 +16,9 @@ from hwr.errors import ConfigError
 
 ACTIVATIONS = ("relu", "elu", "gelu", "swish", "tanh", "leaky_relu")
 BAD_INPUT_POLICIES = ("error", "skip")
+DATA_FORMATS = ("auto", "csv", "pagexml", "alto")
+SPLIT_GROUPS = ("page", "document")
+LINE_FILLS = ("background", "white")
 SPLITS = ("train", "val", "test")
 WIDTH_POOLED_BLOCKS = 2  # the first two conv blocks halve the width (and height); later ones only the height
 
@@ -61,6 +64,22 @@ class DataConfig(Config):
                                        "bad rows (metric skipped_rows), list them (bad_inputs.csv) and go on",
                               choices=BAD_INPUT_POLICIES)
     max_per_split: int = param(0, "use only the first N rows of each split (0 = all), for quick runs", rule=COUNT)
+    format: str = param("auto", "`csv`: a labels CSV and images; `pagexml` / `alto`: page scans with PAGE-XML "
+                                "(2013, 2019) or ALTO (v2-v4) files beside them, each text line with a "
+                                "transcription a sample; `auto`: csv when the labels CSV exists, else the "
+                                "format of the folder's .xml files", choices=DATA_FORMATS)
+    split_by: str = param("page", "pages only: draw the seeded split by `page` or by `document` (the page "
+                                  "file's folder; pages in `data` itself are each their own document)",
+                          choices=SPLIT_GROUPS)
+    split_file: str = param("", "pages only: a CSV with columns page (file name without .xml) or document, "
+                                "and split (train/val/test), instead of a drawn split")
+    deskew: bool = param(True, "pages only: rotate each cut line so that its baseline is level "
+                               "(true/false)", parse=parse_bool)
+    line_fill: str = param("background", "pages only: fill outside a line's polygon with the page's "
+                                         "`background` grey (its median) or `white`", choices=LINE_FILLS)
+    line_cache: str = param("~/.cache/hwr/lines", "pages only: folder where cut lines are kept for the next "
+                                                  "run (keyed by the page file, its image and the cutting "
+                                                  "settings)", rule=NOT_BLANK)
 
     def labels_path(self) -> Path:
         path = Path(self.labels)

@@ -3,5 +3,5 @@
 ``charset`` (text <-> CTC ids), ``labels`` (labels CSV, bad-input policy, splits), ``images``
 (decoding and the one preprocessing shared with serving), ``dataset`` (a data set in memory for
 training), ``pipeline`` (tf.data batches, augmentation), ``sources`` (images read lazily for
-``predict``). Knows nothing of models or MLflow.
+``predict``), ``pages`` (PAGE-XML and ALTO page files in and out, line cutting). Knows nothing of models or MLflow.
 """

@@ -14,6 +14,7 @@ from hwr.config.training import SPLITS
 from hwr.data.charset import Charset
 from hwr.data.images import fit_to_geometry, load_image, to_uint8
 from hwr.data.labels import BadInputLog, check_label_lengths, read_labels
+from hwr.data.pages.lines import as_csv
 from hwr.errors import BadInputError, ImageDecodeError
 
 
@@ -23,7 +24,8 @@ class PreparedData:
 
     ``images[split]``: ``(n, height, width)`` uint8, 255 = white; ``frames[split]``: the kept CSV
     rows (``row``, ``image``, ``path``, ``text``, ``split``); ``bad``: the rejected rows;
-    ``random_split``: the CSV had no split column (the split was drawn, seeded).
+    ``random_split``: the split was drawn, seeded (a CSV without a split column, or pages without
+    a split file).
     """
 
     charset: Charset
@@ -61,11 +63,15 @@ def load_images(frame: pd.DataFrame, height: int, width: int, bad: BadInputLog,
 def prepare_data(cfg: DataConfig, model: ModelConfig, seed: int, charset: Charset | None = None) -> PreparedData:
     """Read, validate and load a data set for a model of ``model``'s geometry and frame count.
 
-    The charset is built from the training labels unless one is given (fine-tuning).
+    The charset is built from the training labels unless one is given (fine-tuning). Pages
+    (PAGE-XML, ALTO) are cut into lines first (:func:`hwr.data.pages.lines.as_csv`).
 
     Raises:
         BadInputError: bad input under policy ``error``, or a split left with no rows.
     """
+    pages = as_csv(cfg, seed)
+    drawn = pages is not cfg and not cfg.split_file
+    cfg = pages
     bad = BadInputLog(cfg.on_bad_input, cfg.labels_path())
     frame = read_labels(cfg, seed, bad)
     if charset is None:
@@ -78,4 +84,4 @@ def prepare_data(cfg: DataConfig, model: ModelConfig, seed: int, charset: Charse
         if not len(frames[split]):
             raise BadInputError(f"{cfg.labels_path()}: no usable rows in split {split!r}")
     has_split = cfg.split_col in pd.read_csv(cfg.labels_path(), nrows=0).columns
-    return PreparedData(charset, frames, images, bad, not has_split)
+    return PreparedData(charset, frames, images, bad, drawn or not has_split)

@@ -54,7 +54,9 @@ def read_labels(cfg: DataConfig, seed: int, bad: BadInputLog) -> pd.DataFrame:
 
     Returns:
         DataFrame with columns ``row`` (CSV line), ``image`` (as in the CSV), ``path`` (absolute),
-        ``text`` and ``split`` (train/val/test), bad rows removed.
+        ``text`` and ``split`` (train/val/test), and ``page`` when the CSV has it (cut page lines);
+        bad rows removed. A non-empty ``problem`` column value (written for page lines that could
+        not be cut, see :mod:`hwr.data.pages.lines`) rejects its row with that reason.
 
     Raises:
         BadInputError: missing folder/CSV/column (always), or a bad row under policy ``error``:
@@ -82,17 +84,22 @@ def read_labels(cfg: DataConfig, seed: int, bad: BadInputLog) -> pd.DataFrame:
         else random_split(len(frame), cfg.val_fraction, cfg.test_fraction, seed)
     )
     frame["path"] = [str((folder / p).resolve()) for p in frame["image"]]
+    frame["problem"] = table["problem"] if "problem" in table.columns else ""
+    if "page" in table.columns:
+        frame["page"] = table["page"]
     keep = [_row_problem(r, folder) for r in frame.itertuples()]
     for r, problem in zip(frame.itertuples(), keep):
         if problem:
             bad.report(r.row, r.image, r.split, problem)
-    frame = frame[[p is None for p in keep]]
+    frame = frame[[p is None for p in keep]].drop(columns="problem")
     if cfg.max_per_split:
         frame = frame.groupby("split", sort=False).head(cfg.max_per_split)
     return frame.reset_index(drop=True)
 
 
 def _row_problem(r, folder: Path) -> str | None:
+    if r.problem:
+        return r.problem
     if not r.image:
         return "empty image path"
     if not r.text.strip():

@@ -18,6 +18,7 @@ from hwr.config import DataConfig
 from hwr.config.prediction import ALL_SPLITS
 from hwr.data.images import decode_image
 from hwr.data.labels import BadInputLog, read_labels
+from hwr.data.pages.lines import line_table, page_format
 from hwr.errors import BadInputError, ImageDecodeError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -33,6 +34,9 @@ def image_table(data: DataConfig, split: str = ALL_SPLITS, labelled: bool = True
     without a split column gets ``train``'s seeded random split (``seed``, default as in train).
     Unlabelled: every PNG/JPEG under ``data.data`` recursively, sorted; columns ``image``
     (relative to the folder), ``path``, ``error``.
+    Pages (PAGE-XML, ALTO): every line with coordinates, cut (:func:`hwr.data.pages.lines.line_table`);
+    ``image`` is ``file.xml, line ID``, plus ``xml``, ``page``, ``line_id``; the lines'
+    transcriptions are the ``truth`` when every line has one (and ``labels`` is not ``none``).
 
     Raises:
         BadInputError: missing folder, CSV or column, or no image at all.
@@ -40,7 +44,10 @@ def image_table(data: DataConfig, split: str = ALL_SPLITS, labelled: bool = True
     folder = Path(data.data)
     if not folder.is_dir():
         raise BadInputError(f"data folder {data.data!r} does not exist (parameter data)")
-    table = _labelled(data, split, seed) if labelled else _folder(folder)
+    if page_format(data) in ("pagexml", "alto"):
+        table = _pages(data, page_format(data), split, seed)
+    else:
+        table = _labelled(data, split, seed) if labelled else _folder(folder)
     if not len(table):
         what = f"split {split!r} of {data.labels_path()}" if labelled else f"{data.data!r} (PNG/JPEG, recursively)"
         raise BadInputError(f"no images to transcribe in {what}")
@@ -62,6 +69,22 @@ def _labelled(data: DataConfig, split: str, seed: int) -> pd.DataFrame:
         frame = frame[frame.split == split]
     columns = ["row", "image", "path", "truth", "split", "error"]
     return frame.sort_values("row")[columns].reset_index(drop=True)
+
+
+def _pages(data: DataConfig, fmt: str, split: str, seed: int) -> pd.DataFrame:
+    lines = line_table(data.replace(on_bad_input="skip"), fmt, seed)
+    lines = lines[lines["split"] == split] if split != ALL_SPLITS else lines
+    cache = Path(data.line_cache).expanduser().resolve()
+    table = pd.DataFrame({
+        "row": range(1, len(lines) + 1), "image": lines["source"].to_numpy(),
+        "path": [str(cache / i) if i else "" for i in lines["image"]], "split": lines["split"].to_numpy(),
+        "page": lines["page"].to_numpy(), "line_id": lines["line_id"].to_numpy(), "xml": lines["xml"].to_numpy(),
+        "error": lines["problem"].to_numpy(),
+    })
+    usable = table["error"] == ""
+    if data.labels.strip().lower() not in ("", "none") and usable.any() and (lines.loc[usable.to_numpy(), "text"] != "").all():
+        table.insert(3, "truth", lines["text"].to_numpy())
+    return table
 
 
 def _folder(folder: Path) -> pd.DataFrame:

@@ -20,6 +20,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from hwr.config import PredictConfig
+from hwr.data.pages.output import write_pages
 from hwr.data.sources import image_table, read_chunks
 from hwr.errors import ConfigError
 from hwr.evaluation.lexicon import Lexicon
@@ -179,23 +180,45 @@ def run_predict(cfg: PredictConfig) -> PredictResult:
         summary[counts] = summary[counts].astype(int)
         if len(models) == 1:
             result.csv_paths[models[0].label] = output
+            if "xml" in table:
+                result.metrics[models[0].label] |= log_pages(frames[models[0].label], cfg,
+                                                             output.with_name(output.stem + "_pages"))
             runs.log_metrics(result.metrics[models[0].label])
             log_outputs(frames, summary, output, report_dir, f"predict: {models[0].uri}")
         else:
-            log_children(models, frames, summary, output, result)
+            log_children(models, frames, summary, output, result, cfg if "xml" in table else None)
             runs.log_frame(summary, "summary.csv")
             log_outputs(frames, summary, None, report_dir, "predict: " + ", ".join(m.uri for m in models))
     print_summary(summary, result)
     return result
 
 
-def log_children(models, frames, summary, output: Path, result: PredictResult) -> None:
-    """One nested run per model: its params, metrics, CSV and its own report."""
+def log_pages(frame: pd.DataFrame, cfg: PredictConfig, out_dir: Path) -> dict[str, float]:
+    """Write the page files with the transcriptions into ``out_dir``, log them (artifact folder
+    ``pages/``, with ``pages_check.json`` listing repairs and schema errors) and return the counts
+    ``n_pages``, ``n_pages_invalid``."""
+    written = write_pages(frame, Path(cfg.data), out_dir, cfg.keep_existing)
+    mlflow.log_artifacts(str(out_dir), "pages")
+    runs.log_json({"repairs": written.repairs, "schema_errors": written.invalid}, "pages_check.json")
+    invalid = {e.split(":", 1)[0] for e in written.invalid}
+    print(f"wrote {len(written.files)} page files to {out_dir} ({len(written.repairs)} repairs, "
+          f"{len(invalid)} not valid against the schema; see pages_check.json)", flush=True)
+    for error in written.invalid[:3]:
+        print(f"  schema: {error}", flush=True)
+    return {"n_pages": len(written.files), "n_pages_invalid": len(invalid)}
+
+
+def log_children(models, frames, summary, output: Path, result: PredictResult, pages: PredictConfig | None) -> None:
+    """One nested run per model: its params, metrics, CSV, its own report and (``pages``: the
+    config, for page data) its page files."""
     for m in models:
         csv_path = output.with_name(f"{output.stem}_{m.label}.csv")
         with mlflow.start_run(run_name=m.label, nested=True) as child, tempfile.TemporaryDirectory() as tmp:
             mlflow.log_params({"model": m.uri})
             mlflow.set_tag(runs.VERB, "predict")
+            if pages is not None:
+                result.metrics[m.label] |= log_pages(frames[m.label], pages,
+                                                     output.with_name(f"{output.stem}_{m.label}_pages"))
             runs.log_metrics(result.metrics[m.label])
             one = summary[summary["model"] == m.label]
             log_outputs({m.label: frames[m.label]}, one, csv_path, Path(tmp) / "report", f"predict: {m.uri}")

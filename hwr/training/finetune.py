@@ -23,6 +23,7 @@ from hwr.config import FinetuneConfig, ModelConfig, TrainConfig
 from hwr.data.charset import Charset
 from hwr.data.dataset import PreparedData, prepare_data
 from hwr.data.labels import BadInputLog, read_labels
+from hwr.data.pages.lines import as_csv
 from hwr.data.pipeline import as_model_input
 from hwr.errors import ConfigError
 from hwr.evaluation import metrics
@@ -73,7 +74,8 @@ def resolve_base_model(uri: str) -> BaseModel:
 def union_charset(cfg: FinetuneConfig, base: Charset) -> tuple[Charset, str]:
     """The base charset plus the characters of the new training labels it lacks (appended, so
     no base character is renumbered), and those added characters."""
-    frame = read_labels(cfg.data, cfg.seed, BadInputLog(cfg.data.on_bad_input, cfg.data.labels_path()))
+    data = as_csv(cfg.data, cfg.seed)
+    frame = read_labels(data, cfg.seed, BadInputLog(data.on_bad_input, data.labels_path()))
     return base.extend(frame.loc[frame.split == "train", "text"])
 
 

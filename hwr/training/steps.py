@@ -68,7 +68,8 @@ def log_data_summary(data: PreparedData) -> None:
         print(f"skipped {len(data.bad.rows)} bad rows (see bad_inputs.csv in the run's artifacts)", flush=True)
     runs.log_json({"blank": 0, "chars": list(data.charset.chars)}, "charset.json")
     if data.random_split:
-        runs.log_frame(pd.concat(data.frames.values())[["row", "image", "split"]], "split.csv")
+        frame = pd.concat(data.frames.values())
+        runs.log_frame(frame[[c for c in ("row", "image", "page", "split") if c in frame]], "split.csv")
 
 
 def log_results(full: keras.Model, data: PreparedData, history: pd.DataFrame, best_cer: float,
