@@ -5,7 +5,7 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 ARGS    ?=
 PORT    ?= 5001
 
-.PHONY: venv venv-spark train tune finetune predict test test-fast docs ui serve bench clean
+.PHONY: venv venv-spark venv-tools train tune finetune predict test test-fast docs ui serve bench clean
 
 venv: $(VENV)/.installed
 
@@ -22,6 +22,14 @@ $(VENV)/.spark: $(VENV)/.installed requirements-spark.txt
 	$(VENV)/bin/pip install -q -r requirements-spark.txt
 	touch $@
 
+venv-tools: .venv-tools/.installed  ## test tools in their own environment: OCR-D's page-to-alto (PAGE -> ALTO)
+
+.venv-tools/.installed: requirements-tools.txt
+	python3 -m venv .venv-tools
+	.venv-tools/bin/pip install -q --upgrade pip
+	.venv-tools/bin/pip install -q -r requirements-tools.txt
+	touch $@
+
 train: venv          ## make train ARGS="-P lr=0.001 -P epochs=30"
 	mlflow run . -e train --env-manager local $(ARGS)
 
@@ -34,10 +42,10 @@ finetune: venv       ## make finetune ARGS="-P base_model=models:/hwr-crnn-full@
 predict: venv        ## make predict ARGS="-P model=models:/hwr-crnn@champion -P split=test"
 	mlflow run . -e predict --env-manager local $(ARGS)
 
-test: venv-spark     ## the whole test suite (what .ci/run runs; includes the Spark extra)
+test: venv-spark venv-tools  ## the whole test suite (what .ci/run runs; includes the Spark extra and the tools)
 	$(PY) -m pytest tests
 
-test-fast: venv      ## the fast layer, while editing (no training): pytest -m "not slow"
+test-fast: venv venv-tools  ## the fast layer, while editing (no training): pytest -m "not slow"
 	$(PY) -m pytest tests -m "not slow"
 
 docs: venv           ## rewrite the README's parameter tables from the parameter declarations
