@@ -53,8 +53,9 @@ def alto_folders(tmp_path_factory) -> dict[str, Path]:
     for version in ("4.2", "3.1", "2.0"):
         out = tmp_path_factory.mktemp(f"alto{version}")
         for xml in sorted(PAGES.glob("*.xml")):
-            alto = subprocess.run([str(PAGE_TO_ALTO), "--alto-version", version, "--no-check-words", "--dummy-word",
-                                   "--no-check-border", "-l", "ERROR", str(xml)], check=True, capture_output=True).stdout
+            command = [str(PAGE_TO_ALTO), "--alto-version", version, "--no-check-words", "--dummy-word",
+                       "--no-check-border", "-l", "ERROR", str(xml)]
+            alto = subprocess.run(command, check=True, capture_output=True).stdout
             (out / xml.name).write_bytes(alto)
             (out / f"{xml.stem}.jpg").symlink_to(PAGES / f"{xml.stem}.jpg")
         folders[version] = out
@@ -286,7 +287,8 @@ def test_train_finetune_and_predict_on_pages(tracking_uri, tmp_path, alto_folder
         assert metrics["n_pages"] == 4 and metrics["n_pages_invalid"] == 0 and metrics["n_images"] == 121
         assert "cer" in metrics  # the pages' transcriptions are the truth
         predicted = pd.read_csv(output, dtype=str, keep_default_na=False)
-        written = {(p.page_id, l.line_id): l.text or "" for xml in sorted((tmp_path / fmt / "predictions_pages").glob("*.xml"))
+        pages = sorted((tmp_path / fmt / "predictions_pages").glob("*.xml"))
+        written = {(p.page_id, l.line_id): l.text or "" for xml in pages
                    for p in [formats.read_page(xml, fmt)] for l in p.lines}
         assert written == {(r.page, r.line_id): " ".join(unicodedata.normalize("NFC", r.prediction).split())
                            for r in predicted.itertuples()}

@@ -44,8 +44,9 @@ def image_table(data: DataConfig, split: str = ALL_SPLITS, labelled: bool = True
     folder = Path(data.data)
     if not folder.is_dir():
         raise BadInputError(f"data folder {data.data!r} does not exist (parameter data)")
-    if page_format(data) in ("pagexml", "alto"):
-        table = _pages(data, page_format(data), split, seed)
+    fmt = page_format(data)
+    if fmt in ("pagexml", "alto"):
+        table = _pages(data, fmt, split, seed)
     else:
         table = _labelled(data, split, seed) if labelled else _folder(folder)
     if not len(table):
@@ -81,8 +82,9 @@ def _pages(data: DataConfig, fmt: str, split: str, seed: int) -> pd.DataFrame:
         "page": lines["page"].to_numpy(), "line_id": lines["line_id"].to_numpy(), "xml": lines["xml"].to_numpy(),
         "error": lines["problem"].to_numpy(),
     })
-    usable = table["error"] == ""
-    if data.labels.strip().lower() not in ("", "none") and usable.any() and (lines.loc[usable.to_numpy(), "text"] != "").all():
+    usable = (table["error"] == "").to_numpy()
+    transcribed = usable.any() and (lines["text"].to_numpy()[usable] != "").all()
+    if transcribed and data.labels.strip().lower() not in ("", "none"):
         table.insert(3, "truth", lines["text"].to_numpy())
     return table
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from lxml import etree
 
-from hwr.data.pages.layout import Page, PageLine, normalise_text, parse_points
+from hwr.data.pages.layout import Page, PageLine, Transcriptions, normalise_text, parse_points
 from hwr.data.pages.pagexml import image_path, parse
 from hwr.errors import BadInputError
 
@@ -83,14 +83,15 @@ def _baseline(value: str | None, box) -> np.ndarray | None:
     points = parse_points(value)
     if points is not None and len(points) >= 2:
         return points
-    if points is not None and box is not None:  # ALTO < 4.2: the baseline's height on the page
-        x, _, w, _ = box
-        y = float(value)
-        return np.array([[x, y], [x + w, y]], np.int32)
-    return None
+    try:  # ALTO < 4.2: one number, the baseline's height on the page
+        y = round(float(value))
+    except (TypeError, ValueError):
+        return None
+    return None if box is None else np.array([[box[0], y], [box[0] + box[2], y]], np.int32)
 
 
-def write_transcriptions(xml_path: Path, texts: dict[str, tuple[str, float]], keep_existing: bool) -> tuple[bytes, list[str]]:
+def write_transcriptions(xml_path: Path, texts: Transcriptions,
+                         keep_existing: bool) -> tuple[bytes, list[str]]:
     """The ALTO file with each listed line's words replaced by the machine transcription.
 
     Args:

@@ -10,7 +10,7 @@ from pathlib import Path
 from lxml import etree
 
 from hwr.data.pages import alto, pagexml
-from hwr.data.pages.layout import Page
+from hwr.data.pages.layout import Page, Transcriptions
 from hwr.errors import BadInputError
 
 PAGE_FORMATS = ("pagexml", "alto")
@@ -75,7 +75,8 @@ def read_page(xml_path: Path, fmt: str) -> Page:
     return READERS[fmt](xml_path)
 
 
-def write_transcriptions(page: Page, texts: dict[str, tuple[str, float]], keep_existing: bool) -> tuple[bytes, list[str]]:
+def write_transcriptions(page: Page, texts: Transcriptions,
+                         keep_existing: bool) -> tuple[bytes, list[str]]:
     """The page's file with the machine transcriptions written in (see each format's writer)."""
     return WRITERS[page.format](page.xml_path, texts, keep_existing)
 

@@ -10,6 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
+Transcriptions = dict[str, tuple[str, float]]
+"""Machine transcriptions to write into a page file: ``{line id: (text, confidence in [0, 1] or NaN)}``."""
+
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 
 

@@ -179,7 +179,8 @@ def _split_from_file(table: pd.DataFrame, path: Path) -> pd.Series:
     splits = pd.read_csv(path, dtype=str, keep_default_na=False)
     key = next((c for c in ("page", "document") if c in splits.columns), None)
     if key is None or "split" not in splits.columns:
-        raise BadInputError(f"{path}: expected columns page (or document) and split; columns are {list(splits.columns)}")
+        raise BadInputError(f"{path}: expected columns page (or document) and split; "
+                            f"columns are {list(splits.columns)}")
     bad = sorted(set(splits["split"]) - set(SPLITS))
     if bad:
         raise BadInputError(f"{path}: split values {bad}, expected one of {SPLITS}")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from lxml import etree
 
-from hwr.data.pages.layout import Page, PageLine, normalise_text, parse_points, points_text
+from hwr.data.pages.layout import Page, PageLine, Transcriptions, normalise_text, parse_points, points_text
 from hwr.errors import BadInputError
 
 NAMESPACE_PREFIX = "http://schema.primaresearch.org/PAGE/gts/pagecontent/"
@@ -103,7 +103,8 @@ def _line(line: etree._Element, ns: dict) -> PageLine:
                     normalise_text(text), "" if polygon is not None else "the line has no Coords points")
 
 
-def write_transcriptions(xml_path: Path, texts: dict[str, tuple[str, float]], keep_existing: bool) -> tuple[bytes, list[str]]:
+def write_transcriptions(xml_path: Path, texts: Transcriptions,
+                         keep_existing: bool) -> tuple[bytes, list[str]]:
     """The PAGE file with each listed line's machine transcription added; everything else kept.
 
     Args:
