@@ -292,3 +292,17 @@ def test_train_finetune_and_predict_on_pages(tracking_uri, tmp_path, alto_folder
                    for p in [formats.read_page(xml, fmt)] for l in p.lines}
         assert written == {(r.page, r.line_id): " ".join(unicodedata.normalize("NFC", r.prediction).split())
                            for r in predicted.itertuples()}
+
+
+def test_lines_without_transcription_are_not_samples_even_without_coordinates(tmp_path):
+    def strip_text(tree, ns):
+        lines = tree.findall(".//p:TextLine", ns)
+        for line in lines[:2]:
+            line.remove(line.find("p:TextEquiv", ns))
+        lines[0].remove(lines[0].find("p:Coords", ns))
+
+    folder = page_folder(tmp_path / "pages", strip_text)
+    cfg = DataConfig(data=str(folder), line_cache=str(tmp_path / "cache"))
+    csv_cfg = as_csv(cfg, seed=42)  # policy error, yet no error: the coordinate-less line has no text
+    bad = BadInputLog("error", csv_cfg.labels_path())
+    assert len(read_labels(csv_cfg, 42, bad)) == 121 - 4 * 2 and not bad.rows

@@ -46,7 +46,8 @@ def line_table(cfg: DataConfig, fmt: str, seed: int) -> pd.DataFrame:
         ("" or why the line cannot be used) and ``split``.
 
     Raises:
-        BadInputError: no page files; a bad line under ``on_bad_input=error`` (naming file and line);
+        BadInputError: no page files; a bad line with a transcription under ``on_bad_input=error``
+        (naming file and line);
         a split file that is missing or lacks a page.
     """
     folder = Path(cfg.data)
@@ -55,8 +56,9 @@ def line_table(cfg: DataConfig, fmt: str, seed: int) -> pd.DataFrame:
     parts = [_page_lines(xml, fmt, folder, cache, cfg) for xml in tqdm(files, desc="cutting lines", unit="page",
                                                                        leave=False)]
     table = pd.concat(parts, ignore_index=True)
-    if cfg.on_bad_input == "error" and (table["problem"] != "").any():
-        first = table[table["problem"] != ""].iloc[0]
+    bad = (table["problem"] != "") & (table["text"] != "")  # a line without text is no sample anyway
+    if cfg.on_bad_input == "error" and bad.any():
+        first = table[bad].iloc[0]
         raise BadInputError(f"{first.source}: {first.problem}. Fix the page file, or pass on_bad_input=skip "
                             "to skip such lines.")
     table["split"] = _splits(table, cfg, seed)
@@ -76,7 +78,7 @@ def as_csv(cfg: DataConfig, seed: int) -> DataConfig:
     if fmt == "csv":
         return cfg
     table = line_table(cfg, fmt, seed)
-    untranscribed = (table["text"] == "") & (table["problem"] == "")
+    untranscribed = table["text"] == ""
     if untranscribed.any():
         print(f"{int(untranscribed.sum())} of {len(table)} lines have no transcription: not training samples",
               flush=True)
