@@ -149,7 +149,7 @@ def _set_text(line: etree._Element, ns: dict, text: str, conf: float, keep_exist
     new.tail = old[0].tail if old else line[0].tail if len(line) else None
     if single:
         for e in old:
-            line.remove(e)
+            _remove(e)
         if old_text:
             comments = line.get("comments", "")
             line.set("comments", (comments + "; " if comments else "") + PREVIOUS + old_text)
@@ -171,7 +171,7 @@ def _repair(tree: etree._ElementTree, ns: dict) -> list[str]:
     notes = []
     for relations in tree.getroot().iterfind(".//p:Relations", ns):
         if not len(relations):
-            relations.getparent().remove(relations)
+            _remove(relations)
             notes.append("removed an empty Relations element")
     for element in tree.getroot().iter():
         points = element.get("points") if isinstance(element.tag, str) else None
@@ -182,9 +182,19 @@ def _repair(tree: etree._ElementTree, ns: dict) -> list[str]:
     metadata = tree.find("p:Metadata", ns)
     for child in list(metadata) if metadata is not None else []:
         if isinstance(child.tag, str) and etree.QName(child).localname not in METADATA_CHILDREN:
-            metadata.remove(child)
+            _remove(child)
             notes.append(f"removed Metadata/{etree.QName(child).localname} (not part of the PAGE schema)")
     return notes
+
+
+def _remove(element: etree._Element) -> None:
+    """Remove an element, keeping the indentation that followed it (lxml drops its tail)."""
+    previous, parent = element.getprevious(), element.getparent()
+    if previous is not None:
+        previous.tail = element.tail
+    else:
+        parent.text = element.tail
+    parent.remove(element)
 
 
 def _touch(tree: etree._ElementTree, ns: dict) -> None:
