@@ -125,6 +125,12 @@ def test_predict_labelled_csv_metrics_and_report(use_store, tmp_path):
     # threshold 0: every prediction becomes a lexicon entry, i.e. some true label
     assert set(ok.prediction_lexicon) <= set(rows.text)
     assert logged["lexicon_cer"] == pytest.approx(metrics.cer(ok.truth, ok.prediction_lexicon))
+    # the metrics are linked to the evaluated logged model too (its Models-tab metrics)
+    import mlflow
+
+    model_id = mlflow.pyfunc.load_model("models:/hwr-crnn/1").metadata.model_id
+    linked = {m.key: m.value for m in mlflow.get_logged_model(model_id).metrics if m.run_id == result.run_id}
+    assert linked["cer"] == pytest.approx(logged["cer"]) and linked["n_images"] == len(rows) + 1
 
     artifacts = artifact_paths(MlflowClient(), result.run_id)
     assert {"pred.csv", "report/report.html", "report/cer_distribution.png", "report/cer_by_length.png",

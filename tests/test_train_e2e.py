@@ -78,6 +78,34 @@ def test_both_models_registered_with_alias_and_tags(trained):
 
 
 @pytest.mark.slow
+def test_logged_models_show_the_metrics_of_their_best_epoch(tracking_uri, dhsd_subset):
+    """Both models are logged at the best epoch's step, so the Models tab shows that epoch's
+    val_cer (here epoch 2 of 3, not the first) and the run's test_cer, and search_logged_models
+    ranks models by them. The epochs' metrics are scripted; the model, data and logging are real."""
+    import mlflow
+    import pandas as pd
+
+    from conftest import tiny_config
+    from hwr.data.dataset import prepare_data
+    from hwr.training.steps import build_model, log_results
+
+    cfg = tiny_config(dhsd_subset)
+    data = prepare_data(cfg.data, cfg.model, cfg.seed)
+    with mlflow.start_run() as run:
+        for step, value in enumerate([1.0, 0.4, 0.7]):
+            mlflow.log_metric("val_cer", value, step=step)
+        result = log_results(build_model(cfg, data.charset), data, pd.DataFrame({"epoch": [1, 2, 3]}), 0.4, 2)
+    test_cer = mlflow.get_run(run.info.run_id).data.metrics["test_cer"]
+    models = mlflow.search_logged_models(experiment_ids=[run.info.experiment_id], output_format="list",
+                                         order_by=[{"field_name": "metrics.test_cer", "ascending": True}])
+    assert {m.model_id for m in models} == set(result.models.ids)
+    for model in models:
+        metrics = {(m.key, m.step): m.value for m in model.metrics}
+        assert {k: v for k, v in metrics.items() if k[0] == "val_cer"} == {("val_cer", 1): pytest.approx(0.4)}
+        assert metrics[("test_cer", 0)] == pytest.approx(test_cer)
+
+
+@pytest.mark.slow
 def test_prediction_model_transcribes_real_images_in_a_fresh_process(trained):
     import pandas as pd
 

@@ -75,10 +75,16 @@ def model_requirements() -> list[str]:
 
 @dataclass(frozen=True)
 class LoggedModels:
-    """URIs of the two models logged by a run (``models:/m-...``)."""
+    """URIs (``models:/m-...``) and logged-model ids (``m-...``) of the two models logged by a run."""
 
     full_uri: str
     prediction_uri: str
+    full_id: str = ""
+    prediction_id: str = ""
+
+    @property
+    def ids(self) -> tuple[str, str]:
+        return self.full_id, self.prediction_id
 
 
 def encode_example(paths: list[str]) -> pd.DataFrame:
@@ -94,8 +100,10 @@ def prediction_signature(example: pd.DataFrame):
 
 
 def log_models(full: keras.Model, charset: Charset, example_paths: list[str],
-               extra_metadata: dict | None = None) -> LoggedModels:
-    """Log the full model and the prediction model to the active run.
+               extra_metadata: dict | None = None, step: int = 0) -> LoggedModels:
+    """Log the full model and the prediction model to the active run, at ``step``: the step of
+    the epoch whose weights they hold, so MLflow links each logged model to that epoch's metrics
+    (the Models tab and ``mlflow.search_logged_models`` show them).
 
     The charset and input geometry travel with both: in the MLmodel ``metadata`` of each and
     as artifacts of the pyfunc.
@@ -105,7 +113,7 @@ def log_models(full: keras.Model, charset: Charset, example_paths: list[str],
     requirements, code = model_requirements(), [package_dir()]
     full_info = mlflow.tensorflow.log_model(
         full, name=FULL_MODEL_NAME, custom_objects={"CTCLossLayer": CTCLossLayer},
-        code_paths=code, pip_requirements=requirements, metadata={**metadata, KIND_KEY: "full"},
+        code_paths=code, pip_requirements=requirements, metadata={**metadata, KIND_KEY: "full"}, step=step,
     )
     example = encode_example(example_paths)
     with tempfile.TemporaryDirectory() as tmp:
@@ -119,6 +127,6 @@ def log_models(full: keras.Model, charset: Charset, example_paths: list[str],
                        "geometry": str(geometry_path)},
             code_paths=code, pip_requirements=requirements,
             input_example=example, signature=prediction_signature(example),
-            metadata={**metadata, KIND_KEY: "prediction"},
+            metadata={**metadata, KIND_KEY: "prediction"}, step=step,
         )
-    return LoggedModels(full_info.model_uri, pred_info.model_uri)
+    return LoggedModels(full_info.model_uri, pred_info.model_uri, full_info.model_id, pred_info.model_id)

@@ -37,6 +37,13 @@ class LoadedModel:
     pyfunc: object
     seconds: float = 0.0
 
+    @property
+    def model_ids(self) -> tuple[str, ...]:
+        """The logged model's id (``m-...``), to link ``predict``'s metrics to it; empty for a
+        model logged before MLflow 3."""
+        model_id = getattr(self.pyfunc.metadata, "model_id", None)
+        return (model_id,) if model_id else ()
+
     def predict(self, encoded: list[str], params: dict) -> pd.DataFrame:
         """``text``/``confidence`` of base64 images (``params``: ``decoder``, ``beam_width``)."""
         frame = pd.DataFrame({"image": encoded})
@@ -183,7 +190,7 @@ def run_predict(cfg: PredictConfig) -> PredictResult:
             if "xml" in table:
                 result.metrics[models[0].label] |= log_pages(frames[models[0].label], cfg,
                                                              output.with_name(output.stem + "_pages"))
-            runs.log_metrics(result.metrics[models[0].label])
+            runs.log_metrics(result.metrics[models[0].label], model_ids=models[0].model_ids)
             log_outputs(frames, summary, output, report_dir, f"predict: {models[0].uri}")
         else:
             log_children(models, frames, summary, output, result, cfg if "xml" in table else None)
@@ -219,7 +226,7 @@ def log_children(models, frames, summary, output: Path, result: PredictResult, p
             if pages is not None:
                 result.metrics[m.label] |= log_pages(frames[m.label], pages,
                                                      output.with_name(f"{output.stem}_{m.label}_pages"))
-            runs.log_metrics(result.metrics[m.label])
+            runs.log_metrics(result.metrics[m.label], model_ids=m.model_ids)
             one = summary[summary["model"] == m.label]
             log_outputs({m.label: frames[m.label]}, one, csv_path, Path(tmp) / "report", f"predict: {m.uri}")
             result.child_run_ids[m.label] = child.info.run_id

@@ -74,13 +74,18 @@ def log_data_summary(data: PreparedData) -> None:
 
 def log_results(full: keras.Model, data: PreparedData, history: pd.DataFrame, best_cer: float,
                 best_epoch: int, extra_metadata: dict | None = None) -> TrainResult:
-    """Test evaluation, final metrics, history CSV and both models logged to the active run."""
+    """Test evaluation, final metrics, history CSV and both models logged to the active run.
+
+    ``best_epoch`` is 1-based; the models are logged at its step (``best_epoch - 1``, as the epoch
+    metrics are), and ``test_cer``/``test_wer`` are linked to both, so each logged model shows the
+    metrics of the weights it holds.
+    """
     test = evaluate(prediction_model(full), data, "test")
-    runs.log_metrics({"best_val_cer": best_cer, "best_epoch": best_epoch,
-                      "test_cer": test["cer"], "test_wer": test["wer"]})
+    runs.log_metrics({"best_val_cer": best_cer, "best_epoch": best_epoch})
     runs.log_frame(history, "history.csv")
     examples = data.frames["test"]["path"].head(2).tolist()
-    models = log_models(full, data.charset, examples, extra_metadata)
+    models = log_models(full, data.charset, examples, extra_metadata, step=best_epoch - 1)
+    runs.log_metrics({"test_cer": test["cer"], "test_wer": test["wer"]}, model_ids=models.ids)
     print(f"best val_cer {best_cer:.4f} (epoch {best_epoch}); test_cer {test['cer']:.4f}, "
           f"test_wer {test['wer']:.4f}", flush=True)
     return TrainResult(mlflow.active_run().info.run_id, best_cer, test["cer"], test["wer"], best_epoch, models)
