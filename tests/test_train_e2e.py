@@ -37,6 +37,7 @@ def trained(tmp_path_factory):
 
     labels = write_subset(DHSD, tmp / "subset.csv", {"train": 48, "val": 16, "test": 16})
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp / 'mlflow.db'}", "TF_CPP_MIN_LOG_LEVEL": "2",
+           "MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL": "1",  # default 10 s: longer than this tiny run
            # `mlflow run --env-manager local` runs the entry point with the `python` on PATH
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     params = {"data": str(DHSD), "labels": str(labels), "epochs": 2, "patience": 0, "batch_size": 16,
@@ -60,6 +61,9 @@ def test_run_logs_params_epoch_metrics_and_artifacts(trained):
         assert [m.step for m in history] == [0, 1], key
     assert 0.0 <= run.data.metrics["test_cer"] and "test_wer" in run.data.metrics
     assert run.data.metrics["n_train"] == 48 and run.data.metrics["skipped_rows"] == 0
+    system = client.get_metric_history(run.info.run_id, "system/cpu_utilization_percentage")
+    assert len(system) >= 2 and all(0 <= m.value <= 100 * os.cpu_count() for m in system)
+    assert run.data.metrics["system/system_memory_usage_megabytes"] > 0
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"charset.json", "history.csv", "config.json"} <= artifacts
     charset = json.loads(Path(client.download_artifacts(run.info.run_id, "charset.json")).read_text())
@@ -139,9 +143,12 @@ print(type(model.get_layer("ctc_loss")).__name__, np.isfinite(history.history["l
 @pytest.mark.slow
 def test_second_run_becomes_challenger_and_bad_input_fails_cleanly(trained, tmp_path):
     env = trained["env"]
-    done = mlflow_run("train", {**trained["params"], "epochs": 1}, env)
+    done = mlflow_run("train", {**trained["params"], "epochs": 1, "system_metrics": "false"}, env)
     assert done.returncode == 0, done.stderr[-3000:]
     client = trained["client"]
+    second = client.search_runs([trained["run"].info.experiment_id], order_by=["start_time DESC"])[0]
+    assert second.data.params["system_metrics"] == "false"
+    assert not [k for k in second.data.metrics if k.startswith("system/")]
     assert str(client.get_model_version_by_alias("hwr-crnn", "challenger").version) == "2"
     assert str(client.get_model_version_by_alias("hwr-crnn", "champion").version) == "1"
     bad = mlflow_run("train", {**trained["params"], "text_col": "transcription"}, env)

@@ -11,7 +11,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from hwr.config.params import COUNT, NOT_BLANK, POSITIVE, UNIT_INTERVAL, Config, param, parse_bool, same_as
-from hwr.config.training import SPLITS, DataConfig
+from hwr.config.training import SPLITS, DataConfig, TrainConfig
 from hwr.errors import ConfigError
 
 DECODERS = ("greedy", "beam")
@@ -66,6 +66,7 @@ class PredictConfig(Config):
                                      rule=UNIT_INTERVAL)
     batch_size: int = param(64, "images read, checked and transcribed per chunk (memory stays flat with the "
                                 "number of images)", rule=POSITIVE)
+    system_metrics: bool = same_as(TrainConfig, "system_metrics")
     max_images: int = param(0, "transcribe only the first N images (0 = all), for quick runs", rule=COUNT)
 
     def model_uris(self) -> list[str]:

@@ -151,6 +151,9 @@ class TrainConfig(Config):
                                                   "loss) model", rule=NOT_BLANK)
     register: bool = param(True, "register both models in the Model Registry (false: log them in the run "
                                  "only)", parse=parse_bool)
+    system_metrics: bool = param(True, "log the machine's CPU, memory, disk and network use (and GPU, where one "
+                                       "exists) as system/* metrics of the run, sampled every 10 s (true/false)",
+                                 parse=parse_bool)
 
 
 @dataclass(frozen=True)
@@ -183,6 +186,7 @@ class FinetuneConfig(Config):
     model_name: str = same_as(TrainConfig, "model_name")
     full_model_name: str = same_as(TrainConfig, "full_model_name")
     register: bool = same_as(TrainConfig, "register")
+    system_metrics: bool = same_as(TrainConfig, "system_metrics")
 
     def check(self) -> None:
         if self.head_epochs + self.full_epochs == 0:
@@ -193,4 +197,5 @@ class FinetuneConfig(Config):
         return TrainConfig(data=self.data, model=model, lr=self.full_lr, batch_size=self.batch_size,
                            epochs=max(self.head_epochs + self.full_epochs, 1), patience=self.patience,
                            seed=self.seed, augment=self.augment, model_name=self.model_name,
-                           full_model_name=self.full_model_name, register=self.register)
+                           full_model_name=self.full_model_name, register=self.register,
+                           system_metrics=self.system_metrics)

@@ -175,7 +175,7 @@ def run_predict(cfg: PredictConfig) -> PredictResult:
     models = load_models(cfg.model_uris())
     output = Path(cfg.output)
     report_dir = output.with_name(output.stem + "_report")
-    with mlflow.start_run() as run:
+    with mlflow.start_run(log_system_metrics=cfg.system_metrics) as run:
         runs.log_params(cfg.flat_params())
         mlflow.set_tags({runs.VERB: "predict", runs.LABELLED: str("truth" in table).lower()})
         frames = {label: score(f, lexicon) for label, f in transcribe_table(table, models, cfg).items()}

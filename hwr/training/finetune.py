@@ -167,7 +167,7 @@ def run_finetune(cfg: FinetuneConfig) -> TrainResult:
     """
     cfg.validate()
     resolve_base_model(cfg.base_model)
-    with mlflow.start_run(tags={runs.VERB: "finetune"}):
+    with mlflow.start_run(tags={runs.VERB: "finetune"}, log_system_metrics=cfg.system_metrics):
         result, base = finetune_and_log(cfg)
         if cfg.register:
             tags = {"base_model": base.uri, "base_run_id": base.run_id or ""}

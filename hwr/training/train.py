@@ -42,7 +42,7 @@ def run_train(cfg: TrainConfig) -> TrainResult:
     """The ``train`` entry point: one MLflow run (the one ``mlflow run`` opened, if any), tagged
     ``hwr.verb=train``."""
     cfg.validate()
-    with mlflow.start_run(tags={runs.VERB: "train"}):
+    with mlflow.start_run(tags={runs.VERB: "train"}, log_system_metrics=cfg.system_metrics):
         result = train_and_log(cfg)
         if cfg.register:
             versions = register_result(result, cfg)

@@ -63,7 +63,8 @@ class Objective:
         if mlflow.get_tracking_uri() != self.tracking_uri:
             mlflow.set_tracking_uri(self.tracking_uri)
         run = mlflow.start_run(experiment_id=self.experiment_id, parent_run_id=self.parent_run_id,
-                               nested=True, run_name="trial", tags={runs.VERB: "tune-trial"})
+                               nested=True, run_name="trial", tags={runs.VERB: "tune-trial"},
+                               log_system_metrics=self.base.system_metrics)
         run_id = run.info.run_id
         try:
             result = self._train(params, run_id)

@@ -208,7 +208,7 @@ def run_tune(cfg: TuneConfig) -> TuneResult:
         mlflow.MlflowClient().set_tag(launcher, runs.RESUMED_RUN_ID, cfg.resume_run_id)
     started = time.monotonic()
     with mlflow.start_run(run_id=cfg.resume_run_id or None, run_name=None if resumed else "tune",
-                          tags={runs.VERB: "tune"}) as parent:
+                          tags={runs.VERB: "tune"}, log_system_metrics=cfg.train.system_metrics) as parent:
         parent_id = parent.info.run_id
         print(f"tune parent run {parent_id} ({'resumed' if resumed else 'new'}); "
               f"{cfg.max_evals} trials of {cfg.trial_epochs} epochs, algo={cfg.algo}, backend={cfg.backend}",
