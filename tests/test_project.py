@@ -67,3 +67,12 @@ def test_mlproject_defaults_are_the_code_defaults(entry):
     assert set(declared) == set(code)
     differing = {name: (declared[name], code[name]) for name in code if not _same(declared[name], code[name])}
     assert not differing
+
+
+def test_main_entry_point_is_train():
+    """`mlflow run .` with no -e runs `main`, which is `train` (a YAML alias, so it cannot drift)."""
+    from mlflow.projects._project_spec import load_project
+
+    project = load_project(str(ROOT))
+    main, train = project.get_entry_point("main"), project.get_entry_point("train")
+    assert main.command == train.command and main.parameters.keys() == train.parameters.keys()
