@@ -4,6 +4,8 @@ PY      := $(VENV)/bin/python
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 ARGS    ?=
 PORT    ?= 5001
+# the MLflow experiment of the verbs' runs (as hwr.mlflow.runs.DEFAULT_EXPERIMENT for direct runs)
+EXPERIMENT ?= hwr
 
 .PHONY: venv venv-spark venv-tools train tune finetune predict test test-fast docs ui serve bench clean
 
@@ -31,16 +33,16 @@ venv-tools: .venv-tools/.installed  ## test tools in their own environment: OCR-
 	touch $@
 
 train: venv          ## make train ARGS="-P lr=0.001 -P epochs=30"
-	mlflow run . -e train --env-manager local $(ARGS)
+	mlflow run . -e train --env-manager local --experiment-name $(EXPERIMENT) $(ARGS)
 
 tune: venv           ## make tune ARGS="-P max_evals=12 -P trial_epochs=3"
-	mlflow run . -e tune --env-manager local $(ARGS)
+	mlflow run . -e tune --env-manager local --experiment-name $(EXPERIMENT) $(ARGS)
 
 finetune: venv       ## make finetune ARGS="-P base_model=models:/hwr-crnn-full@champion -P data=..."
-	mlflow run . -e finetune --env-manager local $(ARGS)
+	mlflow run . -e finetune --env-manager local --experiment-name $(EXPERIMENT) $(ARGS)
 
 predict: venv        ## make predict ARGS="-P model=models:/hwr-crnn@champion -P split=test"
-	mlflow run . -e predict --env-manager local $(ARGS)
+	mlflow run . -e predict --env-manager local --experiment-name $(EXPERIMENT) $(ARGS)
 
 test: venv-spark venv-tools  ## the whole test suite (what .ci/run runs; includes the Spark extra and the tools)
 	$(PY) -m pytest tests

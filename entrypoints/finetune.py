@@ -17,8 +17,10 @@ from hwr.config import FinetuneConfig
 
 def main() -> None:
     config = parse_config(FinetuneConfig, __doc__)
+    from hwr.mlflow.runs import use_default_experiment
     from hwr.training.finetune import run_finetune
 
+    use_default_experiment()
     run_finetune(config)
 
 

@@ -10,8 +10,10 @@ from hwr.config import TrainConfig
 
 def main() -> None:
     config = parse_config(TrainConfig, __doc__)
+    from hwr.mlflow.runs import use_default_experiment
     from hwr.training.train import run_train
 
+    use_default_experiment()
     run_train(config)
 
 

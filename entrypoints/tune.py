@@ -17,8 +17,10 @@ from hwr.tuning.config import TuneConfig
 
 def main() -> None:
     config = parse_config(TuneConfig, __doc__)
+    from hwr.mlflow.runs import use_default_experiment
     from hwr.tuning.search import run_tune
 
+    use_default_experiment()
     run_tune(config)
 
 

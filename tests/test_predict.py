@@ -204,6 +204,22 @@ def test_bad_model_uri_is_a_config_error(tracking_uri, dhsd_subset, tmp_path):
 
 
 @pytest.mark.slow
+def test_a_verb_run_directly_goes_to_the_hwr_experiment_unless_told_otherwise(use_store, tmp_path):
+    from mlflow import MlflowClient
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_EXPERIMENT")}
+    env.update(MLFLOW_TRACKING_URI=use_store["uri"], PYTHONPATH=str(ROOT))  # artifacts under tmp_path
+    command = [sys.executable, "-m", "entrypoints.predict", "--model", "models:/hwr-crnn/1", "--data", str(DHSD),
+               "--labels", str(use_store["subset"]), "--max_images", "2", "--system_metrics", "false"]
+    for extra, experiment in (({}, "hwr"), ({"MLFLOW_EXPERIMENT_NAME": "letters"}, "letters")):
+        done = subprocess.run(command + ["--output", str(tmp_path / f"{experiment}.csv")], cwd=tmp_path,
+                              env={**env, **extra}, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+        found = MlflowClient().get_experiment_by_name(experiment)
+        assert found is not None and len(MlflowClient().search_runs([found.experiment_id])) == 1
+
+
+@pytest.mark.slow
 def test_mlflow_run_entry_point(use_store, tmp_path):
     from mlflow import MlflowClient
 

@@ -2,12 +2,14 @@
 one ``hwr.`` namespace.
 
 The tracking store is MLflow's default (``sqlite:///mlflow.db`` in the working directory,
-artifacts under ``mlruns/``) unless ``MLFLOW_TRACKING_URI`` says otherwise.
+artifacts under ``mlruns/``) unless ``MLFLOW_TRACKING_URI`` says otherwise; the experiment is
+``hwr`` (:func:`use_default_experiment`) unless the user names another.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import tempfile
 from pathlib import Path
 
@@ -16,6 +18,10 @@ import pandas as pd
 from mlflow import MlflowClient
 
 from hwr.config.params import Declaration
+
+DEFAULT_EXPERIMENT = "hwr"
+# set by the user (experiment) or by `mlflow run` (the run it opened): then the default stays out of the way
+EXPERIMENT_VARIABLES = ("MLFLOW_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID")
 
 # Run tags written by hwr (every verb sets VERB).
 VERB = "hwr.verb"                      # train, finetune, predict, tune, tune-trial
@@ -33,6 +39,15 @@ RESUMED_RUN_ID = "hwr.resumed_run_id"  # the launcher run of a resumed search: w
 def param_text(value) -> str:
     """How a parameter value is written to MLflow (booleans as ``true``/``false``, as in MLproject)."""
     return Declaration("").as_text(value)
+
+
+def use_default_experiment() -> None:
+    """Send the runs of a verb started directly (``python -m entrypoints.<verb>``) to the experiment
+    :data:`DEFAULT_EXPERIMENT`, created if needed, unless ``MLFLOW_EXPERIMENT_NAME`` or
+    ``MLFLOW_EXPERIMENT_ID`` names another or ``mlflow run`` already opened the run
+    (``MLFLOW_RUN_ID``; ``mlflow run`` takes ``--experiment-name``, which the Makefile passes)."""
+    if not any(os.environ.get(name) for name in EXPERIMENT_VARIABLES):
+        mlflow.set_experiment(DEFAULT_EXPERIMENT)
 
 
 def log_params(params: dict) -> None:
