@@ -125,6 +125,9 @@ def test_predict_labelled_csv_metrics_and_report(use_store, tmp_path):
     # threshold 0: every prediction becomes a lexicon entry, i.e. some true label
     assert set(ok.prediction_lexicon) <= set(rows.text)
     assert logged["lexicon_cer"] == pytest.approx(metrics.cer(ok.truth, ok.prediction_lexicon))
+    run = MlflowClient().get_run(result.run_id)
+    assert run.info.run_name.startswith("predict-dhsd-")
+    assert f"CER {logged['cer']:.4f}" in run.data.tags["mlflow.note.content"]
     # the metrics are linked to the evaluated logged model too (its Models-tab metrics)
     import mlflow
 

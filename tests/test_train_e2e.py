@@ -82,6 +82,24 @@ def test_both_models_registered_with_alias_and_tags(trained):
 
 
 @pytest.mark.slow
+def test_run_and_versions_are_named_and_described_with_the_data_licence(trained):
+    from hwr.training.steps import MODEL_DESCRIPTIONS
+
+    client, run = trained["client"], trained["run"]
+    assert run.info.run_name.startswith("train-dhsd-")
+    note = run.data.tags["mlflow.note.content"]
+    assert f"test CER {run.data.metrics['test_cer']:.4f}" in note
+    assert "`hwr-crnn` version 1" in note and "`hwr-crnn-full` version 1" in note
+    for name, kind in (("hwr-crnn", "prediction"), ("hwr-crnn-full", "full")):
+        version = client.get_model_version(name, "1")
+        assert run.info.run_id in version.description
+        assert "Creative Commons Attribution 4.0" in version.description and "Nauman Riaz" in version.description
+        assert client.get_registered_model(name).description == MODEL_DESCRIPTIONS[kind]
+    summary = Path(client.download_artifacts(run.info.run_id, "model_summary.txt")).read_text()
+    assert "bilstm1" in summary and "Total params" in summary
+
+
+@pytest.mark.slow
 def test_logged_models_show_the_metrics_of_their_best_epoch(tracking_uri, dhsd_subset):
     """Both models are logged at the best epoch's step, so the Models tab shows that epoch's
     val_cer (here epoch 2 of 3, not the first) and the run's test_cer, and search_logged_models

@@ -8,8 +8,10 @@ artifacts under ``mlruns/``) unless ``MLFLOW_TRACKING_URI`` says otherwise; the 
 
 from __future__ import annotations
 
+import datetime
 import math
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -48,6 +50,26 @@ def use_default_experiment() -> None:
     (``MLFLOW_RUN_ID``; ``mlflow run`` takes ``--experiment-name``, which the Makefile passes)."""
     if not any(os.environ.get(name) for name in EXPERIMENT_VARIABLES):
         mlflow.set_experiment(DEFAULT_EXPERIMENT)
+
+
+# the names MLflow generates for unnamed runs, e.g. "brave-owl-123"
+GENERATED_NAME = re.compile(r"^[a-z]+-[a-z]+-\d+$")
+
+
+def name_run(verb: str, data: str) -> None:
+    """Give the active run a readable name, ``<verb>-<data folder>-<MMDD-HHMM>`` (e.g.
+    ``train-dhsd-1125-0102``), unless the user named it (``mlflow run --run-name``, or
+    ``mlflow.start_run(run_name=...)``): only a name MLflow generated is replaced."""
+    current = mlflow.active_run().info.run_name or ""
+    if not current or GENERATED_NAME.match(current):
+        folder = re.sub(r"[^\w.-]+", "_", Path(data).expanduser().name or "data")
+        stamp = datetime.datetime.now().strftime("%m%d-%H%M")
+        mlflow.set_tag("mlflow.runName", f"{verb}-{folder}-{stamp}")
+
+
+def describe_run(markdown: str) -> None:
+    """Set the active run's description (the UI's *Description* box: the ``mlflow.note.content`` tag)."""
+    mlflow.set_tag("mlflow.note.content", markdown)
 
 
 def log_params(params: dict) -> None:

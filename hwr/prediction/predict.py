@@ -176,6 +176,7 @@ def run_predict(cfg: PredictConfig) -> PredictResult:
     output = Path(cfg.output)
     report_dir = output.with_name(output.stem + "_report")
     with mlflow.start_run(log_system_metrics=cfg.system_metrics) as run:
+        runs.name_run("predict", cfg.data)
         runs.log_params(cfg.flat_params())
         mlflow.set_tags({runs.VERB: "predict", runs.LABELLED: str("truth" in table).lower()})
         frames = {label: score(f, lexicon) for label, f in transcribe_table(table, models, cfg).items()}
@@ -196,6 +197,7 @@ def run_predict(cfg: PredictConfig) -> PredictResult:
             log_children(models, frames, summary, output, result, cfg if "xml" in table else None)
             runs.log_frame(summary, "summary.csv")
             log_outputs(frames, summary, None, report_dir, "predict: " + ", ".join(m.uri for m in models))
+        runs.describe_run(predict_markdown(cfg, result))
     print_summary(summary, result)
     return result
 
@@ -231,6 +233,16 @@ def log_children(models, frames, summary, output: Path, result: PredictResult, p
             log_outputs({m.label: frames[m.label]}, one, csv_path, Path(tmp) / "report", f"predict: {m.uri}")
             result.child_run_ids[m.label] = child.info.run_id
             result.csv_paths[m.label] = csv_path
+
+
+def predict_markdown(cfg: PredictConfig, result: PredictResult) -> str:
+    """The run's description: what was transcribed with which model, and the headline figures."""
+    lines = [f"Transcribed `{cfg.data}` (split `{cfg.split}`) into `{cfg.output}`."]
+    for (label, values), uri in zip(result.metrics.items(), cfg.model_uris()):
+        scores = f", CER {values['cer']:.4f}, WER {values['wer']:.4f}" if "cer" in values else ""
+        lines.append(f"- `{uri}`: {int(values['n_images'])} images ({int(values['n_unreadable'])} unreadable)"
+                     f"{scores}, {values['images_per_s']:.0f} images/s")
+    return "\n".join(lines)
 
 
 def print_summary(summary: pd.DataFrame, result: PredictResult) -> None:

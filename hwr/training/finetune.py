@@ -33,7 +33,7 @@ from hwr.model import transfer
 from hwr.model.crnn import compile_model, prediction_model
 from hwr.model.inference import transcribe
 from hwr.training.fit import fit
-from hwr.training.steps import TrainResult, datasets, log_data_summary, log_results, register_result
+from hwr.training.steps import TrainResult, datasets, finish_run, log_data_summary, log_results, register_result
 
 PHASE_METRICS = ("loss", "val_loss", "val_cer", "val_wer")
 MODEL_PARAMS = {f.name for f in dataclasses.fields(ModelConfig)}
@@ -168,9 +168,9 @@ def run_finetune(cfg: FinetuneConfig) -> TrainResult:
     cfg.validate()
     resolve_base_model(cfg.base_model)
     with mlflow.start_run(tags={runs.VERB: "finetune"}, log_system_metrics=cfg.system_metrics):
+        runs.name_run("finetune", cfg.data.data)
         result, base = finetune_and_log(cfg)
-        if cfg.register:
-            tags = {"base_model": base.uri, "base_run_id": base.run_id or ""}
-            versions = register_result(result, cfg.train_config(ModelConfig()), tags=tags)
-            print("registered " + ", ".join(f"{n} version {v}" for n, v in versions.items()), flush=True)
+        train_cfg = cfg.train_config(ModelConfig())
+        tags = {"base_model": base.uri, "base_run_id": base.run_id or ""}
+        finish_run(result, train_cfg, register_result(result, train_cfg, tags=tags) if cfg.register else None)
     return result

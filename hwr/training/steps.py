@@ -17,6 +17,7 @@ from hwr.config import TrainConfig
 from hwr.config.training import SPLITS
 from hwr.data.charset import Charset
 from hwr.data.dataset import PreparedData
+from hwr.data.provenance import data_notice
 from hwr.data.pipeline import as_model_input, make_dataset, pad_labels
 from hwr.evaluation import metrics
 from hwr.mlflow import runs
@@ -24,6 +25,16 @@ from hwr.mlflow.packaging import LoggedModels, log_models
 from hwr.mlflow.registry import AUTO, register
 from hwr.model.crnn import build_crnn, compile_model, prediction_model
 from hwr.model.inference import transcribe
+
+
+MODEL_DESCRIPTIONS = {
+    "full": "hwr CRNN (convolutions, bidirectional LSTMs) with its CTC loss layer: the trainable model, for "
+            "`finetune` (`-P base_model=models:/NAME@champion`). Its versions' descriptions name their training "
+            "data and its licence.",
+    "prediction": "hwr handwriting recogniser, images in, text out: a pyfunc that takes a DataFrame column "
+                  "`image` of base64 PNG/JPEG and returns `text` and `confidence`; `mlflow models serve` serves "
+                  "it. Its versions' descriptions name their training data and its licence.",
+}
 
 
 @dataclass(frozen=True)
@@ -84,6 +95,9 @@ def log_results(full: keras.Model, data: PreparedData, history: pd.DataFrame, be
     runs.log_metrics({"best_val_cer": best_cer, "best_epoch": best_epoch})
     runs.log_frame(history, "history.csv")
     examples = data.frames["test"]["path"].head(2).tolist()
+    summary: list[str] = []
+    full.summary(print_fn=lambda line, **_: summary.append(line))
+    mlflow.log_text("\n".join(summary), "model_summary.txt")
     models = log_models(full, data.charset, examples, extra_metadata, step=best_epoch - 1)
     runs.log_metrics({"test_cer": test["cer"], "test_wer": test["wer"]}, model_ids=models.ids)
     print(f"best val_cer {best_cer:.4f} (epoch {best_epoch}); test_cer {test['cer']:.4f}, "
@@ -92,10 +106,36 @@ def log_results(full: keras.Model, data: PreparedData, history: pd.DataFrame, be
 
 
 def register_result(result: TrainResult, cfg: TrainConfig, alias: str = AUTO, tags: dict | None = None) -> dict[str, int]:
-    """Register both models of a run; versions are tagged with the run's ``val_cer``/``test_cer``."""
+    """Register both models of a run; versions are tagged with the run's ``val_cer``/``test_cer``
+    and described (:func:`result_markdown`); a new registered model gets its description
+    (:data:`MODEL_DESCRIPTIONS`)."""
     version_tags = {"val_cer": f"{result.val_cer:.4f}", "test_cer": f"{result.test_cer:.4f}",
                     "run_id": result.run_id, **(tags or {})}
+    description = result_markdown(result, cfg.data.data)
     return {
-        cfg.full_model_name: register(result.models.full_uri, cfg.full_model_name, version_tags, alias),
-        cfg.model_name: register(result.models.prediction_uri, cfg.model_name, version_tags, alias),
+        cfg.full_model_name: register(result.models.full_uri, cfg.full_model_name, version_tags, alias,
+                                      description, MODEL_DESCRIPTIONS["full"]),
+        cfg.model_name: register(result.models.prediction_uri, cfg.model_name, version_tags, alias,
+                                 description, MODEL_DESCRIPTIONS["prediction"]),
     }
+
+
+def result_markdown(result: TrainResult, data: str, versions: dict[str, int] | None = None) -> str:
+    """A training run in markdown, for its description and its model versions': the data, the best
+    epoch and the metrics, the registered versions (if given) and the data's licence and attribution
+    (:func:`hwr.data.provenance.data_notice`)."""
+    lines = [f"Trained by run `{result.run_id}` on `{data}`: best epoch {result.best_epoch}, best val CER "
+             f"{result.val_cer:.4f}, **test CER {result.test_cer:.4f}**, test WER {result.test_wer:.4f}."]
+    if versions:
+        lines.append("Registered: " + ", ".join(f"`{name}` version {v}" for name, v in versions.items()) + ".")
+    notice = data_notice(data)
+    if notice:
+        lines.append("Training data licence and attribution (keep it with the model):\n\n" + notice)
+    return "\n\n".join(lines)
+
+
+def finish_run(result: TrainResult, cfg: TrainConfig, versions: dict[str, int] | None) -> None:
+    """Describe the active training run (:func:`result_markdown`) and print what was registered."""
+    runs.describe_run(result_markdown(result, cfg.data.data, versions))
+    if versions:
+        print("registered " + ", ".join(f"{n} version {v}" for n, v in versions.items()), flush=True)

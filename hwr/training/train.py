@@ -16,7 +16,8 @@ from hwr.data.dataset import prepare_data
 from hwr.data.pipeline import as_model_input
 from hwr.mlflow import runs
 from hwr.training.fit import fit
-from hwr.training.steps import TrainResult, build_model, datasets, log_data_summary, log_results, register_result
+from hwr.training.steps import (TrainResult, build_model, datasets, finish_run, log_data_summary, log_results,
+                                register_result)
 
 
 def train_and_log(cfg: TrainConfig) -> TrainResult:
@@ -43,8 +44,7 @@ def run_train(cfg: TrainConfig) -> TrainResult:
     ``hwr.verb=train``."""
     cfg.validate()
     with mlflow.start_run(tags={runs.VERB: "train"}, log_system_metrics=cfg.system_metrics):
+        runs.name_run("train", cfg.data.data)
         result = train_and_log(cfg)
-        if cfg.register:
-            versions = register_result(result, cfg)
-            print("registered " + ", ".join(f"{n} version {v}" for n, v in versions.items()), flush=True)
+        finish_run(result, cfg, register_result(result, cfg) if cfg.register else None)
     return result
