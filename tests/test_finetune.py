@@ -162,6 +162,11 @@ def test_two_phases_continue_steps_and_register_with_lineage(store):
     assert run.data.tags["hwr.base_model"] == "models:/hwr-crnn-full@champion"
     assert run.data.tags["hwr.base_run_id"] == base_run
     assert run.data.params["base_model"] == "models:/hwr-crnn-full@champion"
+    from mlflow.models import Model
+
+    base_model_id = Model.load("models:/hwr-crnn-full/1").model_id
+    assert [m.model_id for m in run.inputs.model_inputs] == [base_model_id]  # the base model is an input
+    assert {i.dataset.name for i in run.inputs.dataset_inputs} == {"dhsd-train", "dhsd-val", "dhsd-test"}
     steps = lambda key: [(m.step, m.value) for m in client.get_metric_history(result.run_id, key)]
     assert [s for s, _ in steps("val_cer")] == [0, 1]
     assert steps("phase") == [(0, 1.0), (1, 2.0)]

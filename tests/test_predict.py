@@ -3,6 +3,7 @@ bad images, and the MLproject entry point. Two tiny models are trained once for 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -134,6 +135,9 @@ def test_predict_labelled_csv_metrics_and_report(use_store, tmp_path):
     model_id = mlflow.pyfunc.load_model("models:/hwr-crnn/1").metadata.model_id
     linked = {m.key: m.value for m in mlflow.get_logged_model(model_id).metrics if m.run_id == result.run_id}
     assert linked["cer"] == pytest.approx(logged["cer"]) and linked["n_images"] == len(rows) + 1
+    (dataset_input,) = run.inputs.dataset_inputs
+    assert dataset_input.dataset.name == "dhsd-test" and json.loads(dataset_input.dataset.source)["uri"] == str(labels)
+    assert {m.dataset_name for m in mlflow.get_logged_model(model_id).metrics if m.key == "cer"} >= {"dhsd-test"}
 
     artifacts = artifact_paths(MlflowClient(), result.run_id)
     assert {"pred.csv", "report/report.html", "report/cer_distribution.png", "report/cer_by_length.png",

@@ -27,3 +27,24 @@ def test_data_notice_finds_licence_and_attribution(tmp_path):
     hooker = data_notice(HOOKER)  # no licence file: the parent README's entry alone
     assert "Joseph Hooker HTR ground truth" in hooker and "CC BY-SA 4.0" in hooker and "DHSD" not in hooker
     assert data_notice(tmp_path) == ""
+
+
+def test_the_dataset_digest_changes_with_any_label_or_image_byte(tmp_path):
+    import pandas as pd
+
+    from hwr.mlflow.datasets import content_digest
+
+    for name, data in (("a.png", b"one"), ("b.png", b"two")):
+        (tmp_path / name).write_bytes(data)
+    frame = pd.DataFrame({"image": ["a.png", "b.png"], "text": ["Berlin", "Bonn"],
+                          "path": [str(tmp_path / "a.png"), str(tmp_path / "b.png")]})
+
+    def digest():
+        return content_digest(frame["image"], frame["text"], frame["path"])
+
+    first = digest()
+    assert digest() == first and len(first) == 16
+    frame.loc[1, "text"] = "Bonn."
+    relabelled = digest()
+    (tmp_path / "a.png").write_bytes(b"onE")
+    assert len({first, relabelled, digest()}) == 3

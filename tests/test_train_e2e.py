@@ -95,6 +95,10 @@ def test_run_and_versions_are_named_and_described_with_the_data_licence(trained)
         assert run.info.run_id in version.description
         assert "Creative Commons Attribution 4.0" in version.description and "Nauman Riaz" in version.description
         assert client.get_registered_model(name).description == MODEL_DESCRIPTIONS[kind]
+    inputs = {i.tags[0].value if i.tags else "": i.dataset for i in run.inputs.dataset_inputs}
+    assert sorted(inputs) == ["test", "train", "val"]
+    assert {d.name for d in inputs.values()} == {"dhsd-train", "dhsd-val", "dhsd-test"}
+    assert inputs["train"].source and "subset.csv" in inputs["train"].source and len(inputs["train"].digest) == 16
     summary = Path(client.download_artifacts(run.info.run_id, "model_summary.txt")).read_text()
     assert "bilstm1" in summary and "Total params" in summary
 

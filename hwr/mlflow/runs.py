@@ -80,13 +80,15 @@ def log_params(params: dict) -> None:
     mlflow.log_params({k: param_text(v) for k, v in params.items() if k not in logged})
 
 
-def log_metrics(values: dict, step: int | None = None, prefix: str = "", model_ids: tuple[str, ...] = ()) -> None:
+def log_metrics(values: dict, step: int | None = None, prefix: str = "", model_ids: tuple[str, ...] = (),
+                dataset=None) -> None:
     """Log the finite numeric entries of ``values`` (others are ignored) to the active run, and
-    link them to each logged model of ``model_ids`` (``m-...``; its metrics in the Models tab)."""
+    link them to each logged model of ``model_ids`` (``m-...``; its metrics in the Models tab) and
+    to ``dataset`` (an MLflow dataset: the data they were measured on)."""
     numeric = {f"{prefix}{k}": float(v) for k, v in values.items()
                if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))}
     for model_id in model_ids or (None,):
-        mlflow.log_metrics(numeric, step=step, model_id=model_id)
+        mlflow.log_metrics(numeric, step=step, model_id=model_id, dataset=dataset)
 
 
 def epoch_logger(prefix: str = ""):

@@ -26,6 +26,7 @@ from hwr.errors import ConfigError
 from hwr.evaluation.lexicon import Lexicon
 from hwr.evaluation.scoring import per_sample, summary_metrics
 from hwr.mlflow import runs
+from hwr.mlflow.datasets import data_source, split_dataset
 from hwr.mlflow.packaging import KIND_KEY
 
 @dataclass
@@ -178,6 +179,7 @@ def run_predict(cfg: PredictConfig) -> PredictResult:
     with mlflow.start_run(log_system_metrics=cfg.system_metrics) as run:
         runs.name_run("predict", cfg.data)
         runs.log_params(cfg.flat_params())
+        dataset = predict_dataset(table, cfg)
         mlflow.set_tags({runs.VERB: "predict", runs.LABELLED: str("truth" in table).lower()})
         frames = {label: score(f, lexicon) for label, f in transcribe_table(table, models, cfg).items()}
         result = PredictResult(run.info.run_id, report_dir=report_dir)
@@ -191,10 +193,10 @@ def run_predict(cfg: PredictConfig) -> PredictResult:
             if "xml" in table:
                 result.metrics[models[0].label] |= log_pages(frames[models[0].label], cfg,
                                                              output.with_name(output.stem + "_pages"))
-            runs.log_metrics(result.metrics[models[0].label], model_ids=models[0].model_ids)
+            runs.log_metrics(result.metrics[models[0].label], model_ids=models[0].model_ids, dataset=dataset)
             log_outputs(frames, summary, output, report_dir, f"predict: {models[0].uri}")
         else:
-            log_children(models, frames, summary, output, result, cfg if "xml" in table else None)
+            log_children(models, frames, summary, output, result, cfg if "xml" in table else None, dataset)
             runs.log_frame(summary, "summary.csv")
             log_outputs(frames, summary, None, report_dir, "predict: " + ", ".join(m.uri for m in models))
         runs.describe_run(predict_markdown(cfg, result))
@@ -217,22 +219,36 @@ def log_pages(frame: pd.DataFrame, cfg: PredictConfig, out_dir: Path) -> dict[st
     return {"n_pages": len(written.files), "n_pages_invalid": len(invalid)}
 
 
-def log_children(models, frames, summary, output: Path, result: PredictResult, pages: PredictConfig | None) -> None:
-    """One nested run per model: its params, metrics, CSV, its own report and (``pages``: the
-    config, for page data) its page files."""
+def log_children(models, frames, summary, output: Path, result: PredictResult, pages: PredictConfig | None,
+                 dataset) -> None:
+    """One nested run per model: its params, its dataset input, metrics, CSV, its own report and
+    (``pages``: the config, for page data) its page files."""
     for m in models:
         csv_path = output.with_name(f"{output.stem}_{m.label}.csv")
         with mlflow.start_run(run_name=m.label, nested=True) as child, tempfile.TemporaryDirectory() as tmp:
             mlflow.log_params({"model": m.uri})
+            mlflow.log_input(dataset, context=dataset.name.rsplit("-", 1)[-1])
             mlflow.set_tag(runs.VERB, "predict")
             if pages is not None:
                 result.metrics[m.label] |= log_pages(frames[m.label], pages,
                                                      output.with_name(f"{output.stem}_{m.label}_pages"))
-            runs.log_metrics(result.metrics[m.label], model_ids=m.model_ids)
+            runs.log_metrics(result.metrics[m.label], model_ids=m.model_ids, dataset=dataset)
             one = summary[summary["model"] == m.label]
             log_outputs({m.label: frames[m.label]}, one, csv_path, Path(tmp) / "report", f"predict: {m.uri}")
             result.child_run_ids[m.label] = child.info.run_id
             result.csv_paths[m.label] = csv_path
+
+
+def predict_dataset(table: pd.DataFrame, cfg: PredictConfig):
+    """Log the transcribed images as the run's dataset input (context = the split, ``all`` for a
+    whole folder; the target is ``truth`` when labelled) and return it."""
+    data = cfg.data_config()
+    labelled = "truth" in table
+    frame = table.assign(truth=table["truth"] if labelled else "")
+    name = f"{Path(cfg.data).expanduser().resolve().name or 'data'}-{cfg.split}"
+    dataset = split_dataset(frame, data_source(cfg.data, data.labels_path()), name, "truth")
+    mlflow.log_input(dataset, context=cfg.split)
+    return dataset
 
 
 def predict_markdown(cfg: PredictConfig, result: PredictResult) -> str:

@@ -17,6 +17,7 @@ import keras
 import mlflow
 import pandas as pd
 from mlflow.exceptions import MlflowException
+from mlflow.entities import LoggedModelInput
 from mlflow.models import Model
 
 from hwr.config import FinetuneConfig, ModelConfig, TrainConfig
@@ -41,13 +42,15 @@ MODEL_PARAMS = {f.name for f in dataclasses.fields(ModelConfig)}
 
 @dataclass(frozen=True)
 class BaseModel:
-    """A resolved base model: its URI, the run that logged it, its charset and geometry."""
+    """A resolved base model: its URI, the run that logged it, its charset and geometry, and its
+    logged-model id (None for a model logged before MLflow 3)."""
 
     uri: str
     run_id: str | None
     charset: Charset
     img_height: int
     img_width: int
+    model_id: str | None = None
 
 
 def resolve_base_model(uri: str) -> BaseModel:
@@ -68,7 +71,7 @@ def resolve_base_model(uri: str) -> BaseModel:
         raise ConfigError(f"base_model={uri!r} is {what}; finetune needs a full model (logged as "
                           f"'{FULL_MODEL_NAME}', registered as e.g. hwr-crnn-full)")
     return BaseModel(uri, info.run_id, Charset(tuple(meta["charset"])), int(meta["img_height"]),
-                     int(meta["img_width"]))
+                     int(meta["img_width"]), getattr(info, "model_id", None))
 
 
 def union_charset(cfg: FinetuneConfig, base: Charset) -> tuple[Charset, str]:
@@ -135,6 +138,8 @@ def finetune_and_log(cfg: FinetuneConfig) -> tuple[TrainResult, BaseModel]:
     started = time.monotonic()
     base = resolve_base_model(cfg.base_model)
     mlflow.set_tags({runs.BASE_MODEL: base.uri, runs.BASE_RUN_ID: base.run_id or ""})
+    if base.model_id:  # the run's model input: the UI links the base model to this run
+        mlflow.log_input(model=LoggedModelInput(base.model_id))
     runs.log_params(cfg.flat_params())
     runs.log_json(dataclasses.asdict(cfg), "config.json")
     base_full = mlflow.tensorflow.load_model(base.uri)
@@ -148,14 +153,14 @@ def finetune_and_log(cfg: FinetuneConfig) -> tuple[TrainResult, BaseModel]:
     mlflow.log_text(added, "added_chars.txt")
     print(f"base model {base.uri}: {len(base.charset)} characters; adding {len(added)}: {added!r}", flush=True)
     data = prepare_data(cfg.data, model_cfg, cfg.seed, charset=charset)
-    log_data_summary(data)
+    splits = log_data_summary(data, cfg.data)
     baseline = base_val_cer(base_full, base.charset, data)
     runs.log_metrics(baseline | {"n_added_chars": len(added)})
     print(f"base model on the new val split: cer {baseline['base_val_cer']:.4f}", flush=True)
     model = transfer.rebuild_with_classes(base_full, charset.num_classes, cfg.seed)
     history, best_cer, best_epoch = run_phases(model, cfg, train_cfg, data)
     lineage = {"base_model": base.uri, "base_run_id": base.run_id or ""}
-    result = log_results(model, data, history, best_cer, best_epoch, lineage)
+    result = log_results(model, data, history, best_cer, best_epoch, lineage, test_dataset=splits["test"])
     runs.log_metrics({"train_time_s": time.monotonic() - started})
     return result, base
 

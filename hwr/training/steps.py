@@ -8,6 +8,7 @@ split, logging the data summary and the results, registering both models.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import keras
 import mlflow
@@ -20,7 +21,9 @@ from hwr.data.dataset import PreparedData
 from hwr.data.provenance import data_notice
 from hwr.data.pipeline import as_model_input, make_dataset, pad_labels
 from hwr.evaluation import metrics
+from hwr.config import DataConfig
 from hwr.mlflow import runs
+from hwr.mlflow.datasets import data_source, log_splits
 from hwr.mlflow.packaging import LoggedModels, log_models
 from hwr.mlflow.registry import AUTO, register
 from hwr.model.crnn import build_crnn, compile_model, prediction_model
@@ -71,8 +74,9 @@ def evaluate(model: keras.Model, data: PreparedData, split: str) -> dict[str, fl
     return {"cer": metrics.cer(data.texts(split), texts), "wer": metrics.wer(data.texts(split), texts)}
 
 
-def log_data_summary(data: PreparedData) -> None:
-    """Counts per split, skipped rows (metric + ``bad_inputs.csv``), the charset and the split."""
+def log_data_summary(data: PreparedData, cfg: DataConfig) -> dict:
+    """Counts per split, skipped rows (metric + ``bad_inputs.csv``), the charset, the split, and one
+    dataset input per split (:func:`hwr.mlflow.datasets.log_splits`), which it returns by split."""
     runs.log_metrics({f"n_{s}": len(data.frames[s]) for s in SPLITS} | {"skipped_rows": len(data.bad.rows)})
     if data.bad.rows:
         runs.log_frame(data.bad.to_frame(), "bad_inputs.csv")
@@ -81,15 +85,17 @@ def log_data_summary(data: PreparedData) -> None:
     if data.random_split:
         frame = pd.concat(data.frames.values())
         runs.log_frame(frame[[c for c in ("row", "image", "page", "split") if c in frame]], "split.csv")
+    name = Path(cfg.data).expanduser().resolve().name or "data"
+    return log_splits(data.frames, data_source(cfg.data, cfg.labels_path()), name)
 
 
 def log_results(full: keras.Model, data: PreparedData, history: pd.DataFrame, best_cer: float,
-                best_epoch: int, extra_metadata: dict | None = None) -> TrainResult:
+                best_epoch: int, extra_metadata: dict | None = None, test_dataset=None) -> TrainResult:
     """Test evaluation, final metrics, history CSV and both models logged to the active run.
 
     ``best_epoch`` is 1-based; the models are logged at its step (``best_epoch - 1``, as the epoch
-    metrics are), and ``test_cer``/``test_wer`` are linked to both, so each logged model shows the
-    metrics of the weights it holds.
+    metrics are), and ``test_cer``/``test_wer`` are linked to both and to ``test_dataset`` (the test
+    split's dataset input), so each logged model shows the metrics of the weights it holds.
     """
     test = evaluate(prediction_model(full), data, "test")
     runs.log_metrics({"best_val_cer": best_cer, "best_epoch": best_epoch})
@@ -99,7 +105,7 @@ def log_results(full: keras.Model, data: PreparedData, history: pd.DataFrame, be
     full.summary(print_fn=lambda line, **_: summary.append(line))
     mlflow.log_text("\n".join(summary), "model_summary.txt")
     models = log_models(full, data.charset, examples, extra_metadata, step=best_epoch - 1)
-    runs.log_metrics({"test_cer": test["cer"], "test_wer": test["wer"]}, model_ids=models.ids)
+    runs.log_metrics({"test_cer": test["cer"], "test_wer": test["wer"]}, model_ids=models.ids, dataset=test_dataset)
     print(f"best val_cer {best_cer:.4f} (epoch {best_epoch}); test_cer {test['cer']:.4f}, "
           f"test_wer {test['wer']:.4f}", flush=True)
     return TrainResult(mlflow.active_run().info.run_id, best_cer, test["cer"], test["wer"], best_epoch, models)

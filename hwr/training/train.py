@@ -28,13 +28,13 @@ def train_and_log(cfg: TrainConfig) -> TrainResult:
     runs.log_json(dataclasses.asdict(cfg), "config.json")
     keras.utils.set_random_seed(cfg.seed)
     data = prepare_data(cfg.data, cfg.model, cfg.seed)
-    log_data_summary(data)
+    splits = log_data_summary(data, cfg.data)
     full = build_model(cfg, data.charset)
     runs.log_metrics({"num_params": full.count_params()})
     train_ds, val_ds = datasets(cfg, data)
     history, best = fit(full, train_ds, val_ds, as_model_input(data.images["val"]), data.texts("val"),
                         data.charset, cfg.epochs, cfg.patience, runs.epoch_logger())
-    result = log_results(full, data, history, best.best_cer, best.best_epoch + 1)
+    result = log_results(full, data, history, best.best_cer, best.best_epoch + 1, test_dataset=splits["test"])
     runs.log_metrics({"train_time_s": time.monotonic() - started})
     return result
 

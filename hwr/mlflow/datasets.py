@@ -1,0 +1,53 @@
+"""The images a run saw, as MLflow dataset inputs (the runs table's *Datasets* column): one per
+split, each a table of image paths and labels with a digest of their content, so two runs show the
+same digest only when every label and every image file is the same."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+from mlflow.data.pandas_dataset import PandasDataset
+
+DIGEST_CHARS = 16
+
+
+def content_digest(images: pd.Series, texts: pd.Series, paths: pd.Series) -> str:
+    """Hex digest over each row's image name, its label and its image file's bytes (a missing or
+    unreadable file counts as empty), in row order."""
+    digest = hashlib.sha256()
+    for image, text, path in zip(images, texts, paths):
+        digest.update(f"{image}\0{text}\0".encode("utf-8"))
+        digest.update(_file_digest(path))
+    return digest.hexdigest()[:DIGEST_CHARS]
+
+
+def _file_digest(path: str) -> bytes:
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).digest()
+    except OSError:
+        return b""
+
+
+def data_source(data: str, labels: Path) -> str:
+    """What a dataset input points at: the labels CSV, or for pages (no CSV) the data folder."""
+    return str(labels.resolve()) if labels.is_file() else str(Path(data).expanduser().resolve())
+
+
+def split_dataset(frame: pd.DataFrame, source: str, name: str, text_column: str = "text") -> PandasDataset:
+    """A dataset of one split: ``frame``'s ``image`` and ``text_column`` (the target), digested with
+    :func:`content_digest` over its ``path`` files."""
+    table = frame[["image", text_column]].reset_index(drop=True)
+    return mlflow.data.from_pandas(table, source=source, name=name, targets=text_column,
+                                   digest=content_digest(frame["image"], frame[text_column], frame["path"]))
+
+
+def log_splits(frames: dict[str, pd.DataFrame], source: str, name: str) -> dict[str, PandasDataset]:
+    """Log one dataset input per split (context = the split, name ``<name>-<split>``) to the active
+    run; returns them by split, for metrics logged with ``dataset=``."""
+    datasets = {split: split_dataset(frame, source, f"{name}-{split}") for split, frame in frames.items()}
+    for split, dataset in datasets.items():
+        mlflow.log_input(dataset, context=split)
+    return datasets
