@@ -7,7 +7,7 @@ PORT    ?= 5001
 # the MLflow experiment of the verbs' runs (as hwr.mlflow.runs.DEFAULT_EXPERIMENT for direct runs)
 EXPERIMENT ?= hwr
 
-.PHONY: venv venv-spark venv-tools train tune finetune predict test test-fast docs ui serve bench clean
+.PHONY: venv venv-spark venv-tools train tune finetune predict test test-fast docs ui serve dockerfile bench clean
 
 venv: $(VENV)/.installed
 
@@ -58,6 +58,9 @@ ui: venv             ## MLflow UI on the local store: http://127.0.0.1:5000
 
 serve: venv          ## serve models:/hwr-crnn@champion on http://127.0.0.1:$(PORT)
 	mlflow models serve -m models:/hwr-crnn@champion --env-manager local -h 127.0.0.1 -p $(PORT)
+
+dockerfile: venv     ## output/docker/: a Dockerfile + the champion model, to build a serving image anywhere
+	mlflow models generate-dockerfile -m models:/hwr-crnn@champion -d output/docker
 
 bench: venv          ## throughput and memory figures of the default model
 	$(PY) bench/train_throughput.py

@@ -227,6 +227,36 @@ def test_a_verb_run_directly_goes_to_the_hwr_experiment_unless_told_otherwise(us
 
 
 @pytest.mark.slow
+def test_generate_dockerfile_for_the_served_model(use_store, tmp_path):
+    """`mlflow models generate-dockerfile` writes a Dockerfile and the model, whose requirements are
+    the project's pins (no Docker needed; building the image is the next test's)."""
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "MLFLOW_TRACKING_URI": use_store["uri"]}
+    done = subprocess.run([str(bin_dir / "mlflow"), "models", "generate-dockerfile", "-m", "models:/hwr-crnn/1",
+                           "-d", str(tmp_path / "docker")], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    dockerfile = (tmp_path / "docker" / "Dockerfile").read_text()
+    pins = {line.split("==")[0]: line for line in (ROOT / "requirements.txt").read_text().split() if "==" in line}
+    assert "COPY model_dir /opt/ml/model" in dockerfile and "_install_pyfunc_deps" in dockerfile
+    assert f"pip install {pins['mlflow']}" in dockerfile
+    requirements = (tmp_path / "docker" / "model_dir" / "requirements.txt").read_text().split()
+    assert pins["tensorflow-cpu"] in requirements and pins["opencv-python-headless"] in requirements
+    assert (tmp_path / "docker" / "model_dir" / "MLmodel").is_file()
+
+
+@pytest.mark.slow
+def test_build_docker_where_a_docker_daemon_answers(use_store, tmp_path):
+    docker = shutil.which("docker")
+    if docker is None or subprocess.run([docker, "info"], capture_output=True, timeout=60).returncode != 0:
+        pytest.skip("no Docker daemon answers on this machine: `mlflow models build-docker` cannot be tried here")
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "MLFLOW_TRACKING_URI": use_store["uri"]}
+    done = subprocess.run([str(bin_dir / "mlflow"), "models", "build-docker", "-m", "models:/hwr-crnn/1",
+                           "-n", "hwr-crnn-test"], env=env, capture_output=True, text=True, timeout=1800)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+@pytest.mark.slow
 def test_mlflow_run_entry_point(use_store, tmp_path):
     from mlflow import MlflowClient
 
