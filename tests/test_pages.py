@@ -194,6 +194,20 @@ def test_bad_lines_are_named_under_error_and_counted_under_skip(tmp_path):
     assert len(reasons) == 3 * 2 + 29
 
 
+def test_lines_without_transcription_are_not_samples_even_without_coordinates(tmp_path):
+    def strip_text(tree, ns):
+        lines = tree.findall(".//p:TextLine", ns)
+        for line in lines[:2]:
+            line.remove(line.find("p:TextEquiv", ns))
+        lines[0].remove(lines[0].find("p:Coords", ns))
+
+    folder = page_folder(tmp_path / "pages", strip_text)
+    cfg = DataConfig(data=str(folder), line_cache=str(tmp_path / "cache"))
+    csv_cfg = as_csv(cfg, seed=42)  # policy error, yet no error: the coordinate-less line has no text
+    bad = BadInputLog("error", csv_cfg.labels_path())
+    assert len(read_labels(csv_cfg, 42, bad)) == 121 - 4 * 2 and not bad.rows
+
+
 # --- pages out --------------------------------------------------------------------------------
 
 def predictions_for(page) -> dict[str, tuple[str, float]]:
@@ -308,16 +322,3 @@ def written_texts(folder: Path, fmt: str) -> dict[tuple[str, str], str]:
                                                           if s.get("CONTENT"))
     return texts
 
-
-def test_lines_without_transcription_are_not_samples_even_without_coordinates(tmp_path):
-    def strip_text(tree, ns):
-        lines = tree.findall(".//p:TextLine", ns)
-        for line in lines[:2]:
-            line.remove(line.find("p:TextEquiv", ns))
-        lines[0].remove(lines[0].find("p:Coords", ns))
-
-    folder = page_folder(tmp_path / "pages", strip_text)
-    cfg = DataConfig(data=str(folder), line_cache=str(tmp_path / "cache"))
-    csv_cfg = as_csv(cfg, seed=42)  # policy error, yet no error: the coordinate-less line has no text
-    bad = BadInputLog("error", csv_cfg.labels_path())
-    assert len(read_labels(csv_cfg, 42, bad)) == 121 - 4 * 2 and not bad.rows

@@ -15,7 +15,7 @@ from typing import Iterator
 import pandas as pd
 
 from hwr.config import DataConfig
-from hwr.config.prediction import ALL_SPLITS
+from hwr.config.prediction import ALL_SPLITS, NO_LABELS
 from hwr.data.images import decode_image
 from hwr.data.labels import BadInputLog, read_labels
 from hwr.data.pages.lines import line_table, page_format
@@ -84,7 +84,7 @@ def _pages(data: DataConfig, fmt: str, split: str, seed: int) -> pd.DataFrame:
     })
     usable = (table["error"] == "").to_numpy()
     transcribed = usable.any() and (lines["text"].to_numpy()[usable] != "").all()
-    if transcribed and data.labels.strip().lower() not in ("", "none"):
+    if transcribed and data.labels.strip().lower() not in NO_LABELS:
         table.insert(3, "truth", lines["text"].to_numpy())
     return table
 

@@ -62,9 +62,14 @@ def name_run(verb: str, data: str) -> None:
     ``mlflow.start_run(run_name=...)``): only a name MLflow generated is replaced."""
     current = mlflow.active_run().info.run_name or ""
     if not current or GENERATED_NAME.match(current):
-        folder = re.sub(r"[^\w.-]+", "_", Path(data).expanduser().name or "data")
+        folder = re.sub(r"[^\w.-]+", "_", data_name(data))
         stamp = datetime.datetime.now().strftime("%m%d-%H%M")
         mlflow.set_tag("mlflow.runName", f"{verb}-{folder}-{stamp}")
+
+
+def data_name(data: str) -> str:
+    """A data set's short name for run and dataset names: its folder's name (``dhsd``)."""
+    return Path(data).expanduser().resolve().name or "data"
 
 
 def describe_run(markdown: str) -> None:

@@ -245,7 +245,7 @@ def predict_dataset(table: pd.DataFrame, cfg: PredictConfig):
     data = cfg.data_config()
     labelled = "truth" in table
     frame = table.assign(truth=table["truth"] if labelled else "")
-    name = f"{Path(cfg.data).expanduser().resolve().name or 'data'}-{cfg.split}"
+    name = f"{runs.data_name(cfg.data)}-{cfg.split}"
     dataset = split_dataset(frame, data_source(cfg.data, data.labels_path()), name, "truth")
     mlflow.log_input(dataset, context=cfg.split)
     return dataset

@@ -8,7 +8,6 @@ split, logging the data summary and the results, registering both models.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import keras
 import mlflow
@@ -85,8 +84,7 @@ def log_data_summary(data: PreparedData, cfg: DataConfig) -> dict:
     if data.random_split:
         frame = pd.concat(data.frames.values())
         runs.log_frame(frame[[c for c in ("row", "image", "page", "split") if c in frame]], "split.csv")
-    name = Path(cfg.data).expanduser().resolve().name or "data"
-    return log_splits(data.frames, data_source(cfg.data, cfg.labels_path()), name)
+    return log_splits(data.frames, data_source(cfg.data, cfg.labels_path()), runs.data_name(cfg.data))
 
 
 def log_results(full: keras.Model, data: PreparedData, history: pd.DataFrame, best_cer: float,
