@@ -99,7 +99,7 @@ def test_tpe_search_nests_trials_and_registers_best_as_challenger(tmp_path, trac
     import hwr.training.train
     from hwr.tuning.search import run_tune
 
-    def in_this_process(cfg):
+    def in_this_process(cfg, callbacks=()):
         raise AssertionError("with isolate_trials (the default) a trial must not train in the search's process")
 
     monkeypatch.setattr(hwr.training.train, "train_and_log", in_this_process)
@@ -114,8 +114,12 @@ def test_tpe_search_nests_trials_and_registers_best_as_challenger(tmp_path, trac
     for kid in kids:
         assert kid.data.params["dense_units"] in ("16", "32") and "lr" in kid.data.params
         assert kid.data.params["epochs"] == "1" and 0 <= kid.data.metrics["val_cer"] <= 1.5
+    assert kids[0].data.params["lr"] == "0.001" and kids[0].data.params["dense_units"] == "32"  # the baseline
     best = min(kids, key=lambda k: k.data.metrics["best_val_cer"])
     assert parent.data.metrics["best_val_cer"] == pytest.approx(best.data.metrics["best_val_cer"])
+    assert parent.data.metrics["gain_over_baseline"] == pytest.approx(
+        kids[0].data.metrics["best_val_cer"] - best.data.metrics["best_val_cer"])
+    assert all(k.data.tags["hwr.trial_outcome"] == "completed" for k in kids)
     assert parent.data.tags["hwr.best_run_id"] == best.info.run_id == result.best_run_id
     assert parent.data.params["best_dense_units"] == best.data.params["dense_units"]
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
@@ -141,17 +145,18 @@ def test_failed_trial_is_marked_and_interrupted_search_resumes(tmp_path, trackin
 
     real, calls = hwr.training.train.train_and_log, []
 
-    def train_and_log(cfg):
+    def train_and_log(cfg, callbacks=()):
         calls.append(cfg.model.img_width)
         if len(calls) == 3:
             raise Killed()
-        return real(cfg)
+        return real(cfg, callbacks)
 
     monkeypatch.setattr(hwr.training.train, "train_and_log", train_and_log)
     # img_width=8 leaves 2 CTC frames: every DHSD word is too long, so that trial must fail.
     space = {"base": "none", "params": {"img_width": [128, 8], "lr": {"type": "loguniform", "low": 1e-3, "high": 1e-2}}}
     # in-process trials (isolate_trials=False), so that the patched train_and_log is the one called
-    cfg = tune_config(dhsd_subset, tmp_path, space, algo="random", register=False, isolate_trials=False)
+    cfg = tune_config(dhsd_subset, tmp_path, space, algo="random", register=False, isolate_trials=False,
+                      baseline_trial=False)
     with pytest.raises(Killed):
         run_tune(cfg)
     client = MlflowClient()
@@ -166,7 +171,7 @@ def test_failed_trial_is_marked_and_interrupted_search_resumes(tmp_path, trackin
 
     calls.clear()
     result = run_tune(tune_config(dhsd_subset, tmp_path, space, algo="random", register=False,
-                                  isolate_trials=False, resume_run_id=parent_id))
+                                  isolate_trials=False, baseline_trial=False, resume_run_id=parent_id))
     assert result.parent_run_id == parent_id and len(calls) == 1  # only the missing trial ran
     kids = children(client, parent_id)
     assert len(kids) == 4 and [k.info.run_id for k in kids[:2]] == [k.info.run_id for k in first[:2]]
@@ -242,3 +247,106 @@ def test_isolated_trial_whose_process_dies_is_failed_and_search_goes_on(tracking
     [kid] = children(client, parent.info.run_id)
     assert kid.info.run_id == result["run_id"]
     assert kid.info.status == "FAILED" and kid.data.tags["hwr.error"] == LOST_TRIAL
+
+
+# ---- searches on a budget: pruning, no-progress stop, baseline trial, time limit ----
+
+def test_median_rule_prunes_only_a_trial_worse_than_earlier_ones_at_that_epoch():
+    from hwr.tuning.pruning import prune_reason
+
+    earlier = [[1.0, 0.8, 0.5, 0.3], [1.0, 0.9, 0.7, 0.4], [1.0, 0.6, 0.3]]
+    assert prune_reason([1.0, 0.95], earlier) is None  # epochs 1-2 are the warm-up
+    # epoch 3: median of 0.5, 0.7, 0.3 is 0.5; the trial's best so far 0.6 is worse
+    assert prune_reason([1.0, 0.95, 0.6], earlier) == "epoch 3: best so far 0.6000 > median 0.5000 of 3 earlier trials"
+    assert prune_reason([1.0, 0.45, 0.6], earlier) is None  # its best (0.45) counts, not its last value
+    # epoch 4: only two earlier trials got there: median 0.35
+    assert prune_reason([1.0, 0.9, 0.45, 0.36], earlier) is not None
+    assert prune_reason([1.0, 0.9, 0.45, 0.36], earlier[:1]) is None  # fewer than two earlier trials
+
+
+def test_no_progress_counts_trials_since_the_best_and_failures_count_as_no_progress():
+    from hyperopt import STATUS_FAIL, STATUS_OK, Trials
+
+    from hwr.tuning.search import trials_without_progress
+
+    trials = Trials()
+    docs = []
+    for tid, loss in enumerate([0.5, 0.4, None, 0.45, 0.41]):
+        result = {"status": STATUS_OK, "loss": loss} if loss is not None else {"status": STATUS_FAIL, "loss": None}
+        docs.append({"state": 2, "tid": tid, "spec": None, "result": result, "owner": None, "version": 0,
+                     "book_time": None, "refresh_time": None, "exp_key": None,
+                     "misc": {"tid": tid, "cmd": None, "workdir": None, "idxs": {}, "vals": {}}})
+    trials._insert_trial_docs(docs)
+    trials.refresh()
+    assert trials_without_progress(trials) == 3  # best is trial 2 (0.4); then a failure, 0.45 and 0.41
+
+
+def test_baseline_point_is_the_runs_own_parameters_in_hyperopt_form(tmp_path, dhsd_subset):
+    from hwr.tuning.search import baseline_point
+
+    space = {"base": "none", "params": {"lr": {"type": "loguniform", "low": 1e-4, "high": 1e-2},
+                                        "conv_filters": ["16,32", "32,64"], "kernel_size": 3}}
+    cfg = tune_config(dhsd_subset, tmp_path, space, lr=0.002)
+    assert baseline_point(cfg, cfg.space()) == {"lr": 0.002, "conv_filters": 0}  # a choice by its index
+    cfg = tune_config(dhsd_subset, tmp_path, space, conv_filters="8,8")
+    assert baseline_point(cfg, cfg.space()) is None
+
+
+def test_deadline_stops_training_within_a_batch():
+    import time
+
+    import keras
+    import numpy as np
+
+    from hwr.training.callbacks import Deadline
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    model.compile("sgd", "mse")
+    deadline = Deadline(time.time() - 1)
+    history = model.fit(np.zeros((64, 4)), np.zeros(64), batch_size=8, epochs=5, callbacks=[deadline], verbose=0)
+    assert deadline.reached and len(history.history["loss"]) == 1
+
+
+@pytest.mark.slow
+def test_trial_worse_than_the_median_is_pruned_and_logged_as_done(tmp_path, tracking_uri, dhsd_subset):
+    import mlflow
+    from hyperopt import STATUS_OK
+    from mlflow import MlflowClient
+
+    from hwr.mlflow import runs
+    from hwr.tuning.objective import Objective
+
+    with mlflow.start_run() as parent:  # two completed earlier trials that reached val_cer 0.1 by epoch 3
+        for _ in range(2):
+            with mlflow.start_run(nested=True, tags={runs.TRIAL_OUTCOME: "completed"}):
+                for step, value in enumerate([1.0, 0.5, 0.1, 0.05]):
+                    mlflow.log_metric("val_cer", value, step=step)
+    base = tune_config(dhsd_subset, tmp_path, trial_epochs=6).train
+    result = Objective(base, "val_cer", mlflow.get_tracking_uri(), parent.info.experiment_id,
+                       parent.info.run_id, prune=True)({"lr": 0.001})
+    assert result["status"] == STATUS_OK and result["outcome"] == "pruned"
+    run = MlflowClient().get_run(result["run_id"])
+    assert run.info.status == "FINISHED" and run.data.tags["hwr.trial_outcome"] == "pruned"
+    assert run.data.tags["hwr.pruned"].startswith("val_cer, epoch 3: best so far")
+    assert len(MlflowClient().get_metric_history(run.info.run_id, "val_cer")) == 3  # stopped after epoch 3
+
+
+@pytest.mark.slow
+def test_search_stops_at_its_time_budget(tmp_path, tracking_uri, dhsd_subset):
+    import time
+
+    from mlflow import MlflowClient
+
+    from hwr.tuning.search import run_tune
+
+    space = {"base": "none", "params": {"lr": {"type": "loguniform", "low": 1e-3, "high": 1e-2}}}
+    started = time.monotonic()
+    result = run_tune(tune_config(dhsd_subset, tmp_path, space, trial_epochs=500, patience=0, max_minutes=0.3,
+                                  isolate_trials=False, register=False))
+    elapsed = time.monotonic() - started
+    client = MlflowClient()
+    parent = client.get_run(result.parent_run_id)
+    [kid] = children(client, result.parent_run_id)
+    assert kid.data.tags["hwr.trial_outcome"] == "out_of_time" and kid.info.status == "FINISHED"
+    assert parent.data.tags["hwr.search_stop"] == "time budget of 0.3 minutes reached after 1 trials"
+    assert int(parent.data.metrics["n_trials"]) == 1 and elapsed < 18 + 60  # the budget plus setup and logging

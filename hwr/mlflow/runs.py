@@ -32,9 +32,13 @@ BASE_MODEL = "hwr.base_model"          # finetune: the base model URI as given
 BASE_RUN_ID = "hwr.base_run_id"        # finetune: the run that logged the base model
 TRIAL = "hwr.trial"                    # tune trial: its 1-based number
 ERROR = "hwr.error"                    # tune trial: why it failed
+TRIAL_OUTCOME = "hwr.trial_outcome"    # tune trial: completed, pruned, out_of_time or failed
+PRUNED = "hwr.pruned"                  # tune trial: why it was pruned
 BEST_RUN_ID = "hwr.best_run_id"        # tune parent: the best trial's run
 BEST_TRIAL = "hwr.best_trial"          # tune parent: the best trial's number
 REGISTERED_RUN_ID = "hwr.registered_run_id"  # tune parent: the trial whose models were registered
+BASELINE_TRIAL = "hwr.baseline_trial"  # tune parent: the trial that trained the run's own parameters
+SEARCH_STOP = "hwr.search_stop"        # tune parent: why the search ended
 RESUMED_RUN_ID = "hwr.resumed_run_id"  # the launcher run of a resumed search: which search it resumed
 
 

@@ -136,3 +136,20 @@ class StopOnNaN(keras.callbacks.TerminateOnNaN):
             print(f"loss became {float(loss)} in epoch {self.nan_at[0]}, batch {self.nan_at[1]} "
                   f"(learning rate {self.nan_at[2]:g}): training stopped", flush=True)
         super().on_batch_end(batch, logs)
+
+
+class Deadline(keras.callbacks.Callback):
+    """Stop training once the wall clock passes ``deadline`` (seconds since the epoch, as
+    ``time.time()``; it may come from another process): checked after every batch, so training
+    ends within one batch of it; the cut epoch still ends with its validation, and
+    :class:`BestWeights` restores the best epoch. ``reached`` says whether it stopped training."""
+
+    def __init__(self, deadline: float):
+        super().__init__()
+        self.deadline, self.reached = deadline, False
+
+    def on_train_batch_end(self, batch, logs=None):
+        if not self.reached and time.time() >= self.deadline:
+            self.reached = True
+            print("time budget reached: training stops after this batch", flush=True)
+            self.model.stop_training = True

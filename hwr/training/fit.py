@@ -34,7 +34,8 @@ def epoch_report(best: BestWeights, on_epoch: EpochHook | None, step_offset: int
 
 def fit(model: keras.Model, train_ds: tf.data.Dataset, val_ds: tf.data.Dataset | None, val_images: np.ndarray,
         val_texts, charset: Charset, epochs: int, patience: int, on_epoch: EpochHook | None = None,
-        step_offset: int = 0, extra_logs: dict | None = None) -> tuple[pd.DataFrame, BestWeights]:
+        step_offset: int = 0, extra_logs: dict | None = None,
+        callbacks: tuple[keras.callbacks.Callback, ...] = ()) -> tuple[pd.DataFrame, BestWeights]:
     """Train a compiled full model; the model ends with its best-``val_cer`` weights.
 
     Args:
@@ -42,6 +43,7 @@ def fit(model: keras.Model, train_ds: tf.data.Dataset, val_ds: tf.data.Dataset |
         patience: epochs without a better ``val_cer`` before stopping (0 = never).
         on_epoch: called with ``(epoch, logs)`` after each epoch (epoch from 0, plus ``step_offset``).
         step_offset: added to epoch numbers (for fits in several phases); extra_logs: added to every epoch's logs.
+        callbacks: more callbacks (e.g. a time limit or pruning), run after the best-weights one.
 
     Returns:
         The per-epoch history (``epoch`` 1-based, plus ``step_offset``; ``loss``, ``val_loss``,
@@ -49,12 +51,12 @@ def fit(model: keras.Model, train_ds: tf.data.Dataset, val_ds: tf.data.Dataset |
         (``best_cer``, ``best_epoch``).
     """
     best = BestWeights()
-    callbacks = [ValidationMetrics(val_images, val_texts, charset, extra_logs), StopOnNaN(), best, PlateauReduceLR()]
+    policy = [ValidationMetrics(val_images, val_texts, charset, extra_logs), StopOnNaN(), best, PlateauReduceLR()]
     if patience:
-        callbacks.append(PlateauEarlyStopping(patience))
-    callbacks.append(epoch_report(best, on_epoch, step_offset))
+        policy.append(PlateauEarlyStopping(patience))
+    policy += [*callbacks, epoch_report(best, on_epoch, step_offset)]
     verbose = 1 if sys.stdout.isatty() else 2
-    history = model.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=callbacks, verbose=verbose)
+    history = model.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=policy, verbose=verbose)
     frame = pd.DataFrame(history.history)
     frame.insert(0, "epoch", np.arange(1, len(frame) + 1) + step_offset)
     return frame, best

@@ -20,8 +20,9 @@ from hwr.training.steps import (TrainResult, build_model, datasets, finish_run, 
                                 register_result)
 
 
-def train_and_log(cfg: TrainConfig) -> TrainResult:
-    """Train one model inside the active MLflow run and log everything but the registration."""
+def train_and_log(cfg: TrainConfig, callbacks: tuple[keras.callbacks.Callback, ...] = ()) -> TrainResult:
+    """Train one model inside the active MLflow run and log everything but the registration.
+    ``callbacks`` go to :func:`hwr.training.fit.fit` (``tune`` passes its pruning and time limit)."""
     started = time.monotonic()
     cfg.validate()
     runs.log_params(cfg.flat_params())
@@ -33,7 +34,7 @@ def train_and_log(cfg: TrainConfig) -> TrainResult:
     runs.log_metrics({"num_params": full.count_params()})
     train_ds, val_ds = datasets(cfg, data)
     history, best = fit(full, train_ds, val_ds, as_model_input(data.images["val"]), data.texts("val"),
-                        data.charset, cfg.epochs, cfg.patience, runs.epoch_logger())
+                        data.charset, cfg.epochs, cfg.patience, runs.epoch_logger(), callbacks=callbacks)
     result = log_results(full, data, history, best.best_cer, best.best_epoch + 1, test_dataset=splits["test"])
     runs.log_metrics({"train_time_s": time.monotonic() - started})
     return result

@@ -9,13 +9,14 @@ import os
 from dataclasses import dataclass, field
 
 from hwr.config import TrainConfig
-from hwr.config.params import POSITIVE, Config, param, parse_bool
+from hwr.config.params import COUNT, POSITIVE, Config, Rule, param, parse_bool
 from hwr.errors import ConfigError
 from hwr.tuning.space import load_space
 
 ALGOS = ("tpe", "random")
 BACKENDS = ("local", "spark")
 METRICS = ("val_cer", "val_wer", "val_loss", "loss")
+MINUTES = Rule(lambda v: v >= 0, "0 (no limit) or a number of minutes")
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,21 @@ class TuneConfig(Config):
     isolate_trials: bool = param(True, "backend=local: run each trial in a fresh child process, which frees "
                                        "TensorFlow's memory after every trial and survives an out-of-memory kill "
                                        "(true/false; false is about 10 s faster per trial, for debugging)",
+                                 parse=parse_bool)
+    max_minutes: float = param(0.0, "wall-clock budget of the whole search in minutes (0 = none): no trial "
+                                     "starts after it and a running trial stops at it (within one batch) with "
+                                     "its best weights; a resumed search gets the budget again", rule=MINUTES)
+    no_progress_trials: int = param(0, "stop the search when this many finished trials in a row bring no "
+                                       "better metric than the best so far (Hyperopt's no_progress_loss rule; "
+                                       "failed trials count as no progress; 0 = never)", rule=COUNT)
+    prune: bool = param(True, "stop a hopeless trial after an epoch when its best metric so far is worse "
+                              "than the median of that epoch over the earlier completed trials (Optuna's "
+                              "MedianPruner rule; from epoch 3, once 2 trials completed); a pruned trial is "
+                              "logged with its curve and reason and counts as done (true/false)",
+                        parse=parse_bool)
+    baseline_trial: bool = param(True, "trial 1 trains the tune run's own parameters (train's defaults "
+                                       "unless given), so the parent run shows what the search gained over "
+                                       "them (true/false; skipped with a note when a value is not in the space)",
                                  parse=parse_bool)
     train: TrainConfig = field(default_factory=TrainConfig)
 

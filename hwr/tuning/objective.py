@@ -27,8 +27,8 @@ def failure(run_id: str | None, error: str, params: dict, started: float) -> dic
     """A failed trial's result for Hyperopt (``STATUS_FAIL``); ``started`` is its ``time.monotonic()``."""
     from hyperopt import STATUS_FAIL
 
-    return {"status": STATUS_FAIL, "run_id": run_id, "error": error, "params": params,
-            "duration_s": time.monotonic() - started}
+    return {"status": STATUS_FAIL, "loss": None, "outcome": "failed", "run_id": run_id, "error": error,
+            "params": params, "duration_s": time.monotonic() - started}
 
 
 @dataclass(frozen=True)
@@ -40,11 +40,15 @@ class Objective:
         metric: minimised metric; ``val_cer`` is the trial's best validation CER, any other the
             minimum over the child run's per-epoch history of that metric.
         tracking_uri, experiment_id, parent_run_id: where the child runs go.
+        prune: stop a trial by the median rule (:mod:`hwr.tuning.pruning`).
+        deadline: the search's end (``time.time()`` seconds) at which a running trial stops, or None.
 
-    Returns (per call) ``{"status": "ok", "loss", "run_id", "val_cer", "test_cer", "test_wer",
-    "best_epoch", "full_uri", "prediction_uri", "params", "duration_s"}``, or for a failed trial
-    ``{"status": "fail", "run_id", "error", "params", "duration_s"}``; the child run then ends
-    FAILED with the tag ``hwr.error`` and the traceback as ``error.txt``.
+    Returns (per call) ``{"status": "ok", "outcome", "loss", "run_id", "val_cer", "test_cer",
+    "test_wer", "best_epoch", "full_uri", "prediction_uri", "params", "duration_s"}``, ``outcome``
+    being ``completed``, ``pruned`` or ``out_of_time`` (also the run's ``hwr.trial_outcome`` tag; a
+    pruned trial's reason is its ``hwr.pruned`` tag). A failed trial returns ``{"status": "fail",
+    "outcome": "failed", "loss": None, "run_id", "error", "params", "duration_s"}``; its child run
+    ends FAILED with the tag ``hwr.error`` and the traceback as ``error.txt``.
     """
 
     base: TrainConfig
@@ -52,6 +56,8 @@ class Objective:
     tracking_uri: str
     experiment_id: str
     parent_run_id: str
+    prune: bool = False
+    deadline: float | None = None
 
     def __call__(self, sample: dict) -> dict:
         import mlflow
@@ -71,7 +77,7 @@ class Objective:
         except Exception as exc:  # a failed trial must not stop the search
             error = f"{type(exc).__name__}: {exc}"
             print(f"trial run {run_id} failed: {error}", flush=True)
-            mlflow.set_tag(runs.ERROR, error[:4000])
+            mlflow.set_tags({runs.ERROR: error[:4000], runs.TRIAL_OUTCOME: "failed"})
             mlflow.log_text(traceback.format_exc(), "error.txt")
             mlflow.end_run(status="FAILED")
             return failure(run_id, error, params, started)
@@ -82,6 +88,32 @@ class Objective:
         return {"status": STATUS_OK, **result, "run_id": run_id, "params": params,
                 "duration_s": time.monotonic() - started}
 
+    def _callbacks(self) -> tuple:
+        """The trial's pruning and time-limit callbacks (the earlier trials' curves read now)."""
+        from hwr.training.callbacks import Deadline
+        from hwr.tuning.pruning import MedianPruning, completed_curves
+
+        callbacks = []
+        if self.prune:
+            callbacks.append(MedianPruning(self.metric, completed_curves(self.parent_run_id, self.metric)))
+        if self.deadline is not None:
+            callbacks.append(Deadline(self.deadline))
+        return tuple(callbacks)
+
+    @staticmethod
+    def _outcome(callbacks: tuple) -> str:
+        """Log and return how the trial ended: completed, pruned (with the reason) or out_of_time."""
+        import mlflow
+
+        from hwr.training.callbacks import Deadline
+        from hwr.tuning.pruning import MedianPruning
+
+        pruned = next((c.reason for c in callbacks if isinstance(c, MedianPruning) and c.reason), None)
+        late = any(isinstance(c, Deadline) and c.reached for c in callbacks)
+        outcome = "pruned" if pruned else "out_of_time" if late else "completed"
+        mlflow.set_tags({runs.TRIAL_OUTCOME: outcome, **({runs.PRUNED: pruned} if pruned else {})})
+        return outcome
+
     def _train(self, params: dict, run_id: str) -> dict:
         import keras
 
@@ -90,10 +122,12 @@ class Objective:
         keras.backend.clear_session()  # Keras state of the previous trial (its advice for models built in a loop)
         cfg = self.base.replace(**params)
         runs.log_params(cfg.flat_params())  # logged even if the combination is rejected below
-        result = train.train_and_log(cfg)
+        callbacks = self._callbacks()
+        result = train.train_and_log(cfg, callbacks)
         loss = result.val_cer if self.metric == "val_cer" else self._history_min(run_id, self.metric)
         self._check_finite(run_id, loss)
-        return {"loss": float(loss), "val_cer": result.val_cer, "test_cer": result.test_cer,
+        return {"loss": float(loss), "outcome": self._outcome(callbacks), "val_cer": result.val_cer,
+                "test_cer": result.test_cer,
                 "test_wer": result.test_wer, "best_epoch": result.best_epoch,
                 "full_uri": result.models.full_uri, "prediction_uri": result.models.prediction_uri}
 

@@ -20,19 +20,20 @@ def trials_frame(results: list[dict], params: list[str], metric: str) -> pd.Data
         params: the searched parameter names (one column each).
         metric: the minimised metric; its column holds each trial's loss (NaN for failed trials).
     Returns:
-        columns ``trial, run_id, status, <metric>, val_cer, test_cer, test_wer, best_epoch,
+        columns ``trial, run_id, status, outcome (completed, pruned, out_of_time, failed), <metric>, val_cer, test_cer, test_wer, best_epoch,
         duration_s, error`` and then one per parameter.
     """
     rows = []
     for res in sorted(results, key=lambda r: r["trial"]):
-        row = {"trial": res["trial"], "run_id": res.get("run_id", ""), "status": res["status"]}
+        row = {"trial": res["trial"], "run_id": res.get("run_id", ""), "status": res["status"],
+               "outcome": res.get("outcome", "completed" if res["status"] == "ok" else "failed")}
         for key in ("val_cer", "test_cer", "test_wer", "best_epoch", "duration_s"):
             row[key] = res.get(key, np.nan)
         row[metric] = res.get("loss", np.nan)  # the minimised value (== val_cer for metric=val_cer)
         row["error"] = res.get("error", "")
         row.update({name: res.get("params", {}).get(name) for name in params})
         rows.append(row)
-    columns = ["trial", "run_id", "status", metric, "val_cer", "test_cer", "test_wer", "best_epoch",
+    columns = ["trial", "run_id", "status", "outcome", metric, "val_cer", "test_cer", "test_wer", "best_epoch",
                "duration_s", "error", *params]
     return pd.DataFrame(rows, columns=list(dict.fromkeys(columns)))
 

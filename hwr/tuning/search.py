@@ -85,12 +85,28 @@ def restore(trials, data: bytes):
     return trials
 
 
+def trials_without_progress(trials) -> int:
+    """How many finished trials came after the one with the best loss (all of them when none
+    succeeded): Hyperopt's ``no_progress_loss`` count, computed from the trials themselves, so it
+    survives a resume and a failed trial (``loss=None``) counts as no progress instead of resetting it."""
+    from hyperopt import STATUS_OK
+
+    docs = done_trials(trials)
+    ok = [i for i, d in enumerate(docs) if d["result"]["status"] == STATUS_OK]
+    if not ok:
+        return len(docs)
+    best = min(ok, key=lambda i: (docs[i]["result"]["loss"], i))
+    return len(docs) - 1 - best
+
+
 class Progress:
     """Hyperopt ``early_stop_fn``: after each finished trial, print ``trial n/N: metric=... (best
-    ...)``, name the child run ``trial-<n>`` and save the Trials pickle to the parent run. Never stops."""
+    ...)``, name the child run ``trial-<n>`` and save the Trials pickle to the parent run; stop the
+    search when ``no_progress`` (> 0) trials in a row brought no better loss."""
 
-    def __init__(self, total: int, metric: str, parent_run_id: str, save):
+    def __init__(self, total: int, metric: str, parent_run_id: str, save, no_progress: int = 0):
         self.total, self.metric, self.parent_run_id, self.save = total, metric, parent_run_id, save
+        self.no_progress, self.stopped = no_progress, ""
         self.reported: set[int] = set()
 
     def __call__(self, trials, *args):
@@ -109,10 +125,15 @@ class Progress:
                 MlflowClient().set_tag(res["run_id"], runs.TRIAL, str(doc["tid"] + 1))
             outcome = (f"{self.metric}={res['loss']:.4f}" if res["status"] == STATUS_OK
                        else f"FAILED ({res.get('error', 'unknown error')[:200]})")
-            print(f"trial {len(self.reported)}/{self.total}: {outcome} (best {best})", flush=True)
+            note = f", {res['outcome']}" if res.get("outcome", "completed") not in ("completed", "failed") else ""
+            print(f"trial {len(self.reported)}/{self.total}: {outcome}{note} (best {best})", flush=True)
         if fresh:
             self.save(trials)
-        return False, args
+        stale = trials_without_progress(trials)
+        if self.no_progress and stale >= self.no_progress and not self.stopped:
+            self.stopped = f"no better {self.metric} in the last {stale} trials (no_progress_trials={self.no_progress})"
+            print(f"search stopped: {self.stopped}", flush=True)
+        return bool(self.stopped), args
 
 
 def save_trials(trials, parent_run_id: str) -> None:
@@ -147,6 +168,36 @@ def load_resume(cfg: TuneConfig, space: dict) -> bytes:
         raise ConfigError(f"resume_run_id={run_id}: the search space differs from the interrupted search's "
                           f"({SPACE_ARTIFACT} of that run); resume with the same search_space")
     return Path(local).read_bytes()
+
+
+def baseline_point(cfg: TuneConfig, specs: dict) -> dict | None:
+    """The Hyperopt point (``misc.vals`` form: a choice by its index) of the tune run's own
+    training parameters, or None (with a printed note) when one of them is outside the space."""
+    from hwr.tuning.space import to_params
+
+    own, point = cfg.train.flat_params(), {}
+    for name, spec in specs.items():
+        if spec["type"] == "fixed":
+            continue
+        value = to_params({name: own[name]})[name]
+        if spec["type"] == "choice":
+            values = [to_params({name: v})[name] for v in spec["values"]]
+            if value not in values:
+                print(f"note: no baseline trial: {name}={value} is not among the searched values {values}", flush=True)
+                return None
+            point[name] = values.index(value)
+        else:
+            point[name] = value
+    return point
+
+
+def queue_baseline(trials, point: dict) -> None:
+    """Put ``point`` in an empty ``Trials``/``SparkTrials`` as trial 1, to be evaluated before any
+    proposal (what ``fmin(points_to_evaluate=...)`` does for the Trials it makes itself)."""
+    from hyperopt.fmin import generate_trial
+
+    trials._insert_trial_docs([generate_trial(0, {name: value for name, value in point.items()})])
+    trials.refresh()
 
 
 def make_trials(cfg: TuneConfig):
@@ -186,6 +237,15 @@ def ship_package(session) -> str:
     return str(archive)
 
 
+def stop_reason(cfg: TuneConfig, no_progress: str, deadline: float | None, n_done: int) -> str:
+    """Why the search ended, for the parent run's ``hwr.search_stop`` tag."""
+    if no_progress:
+        return no_progress
+    if n_done < cfg.max_evals and deadline is not None and time.time() >= deadline - 1:
+        return f"time budget of {cfg.max_minutes:g} minutes reached after {n_done} trials"
+    return f"{n_done} of max_evals={cfg.max_evals} trials finished"
+
+
 def run_tune(cfg: TuneConfig) -> TuneResult:
     """The ``tune`` entry point: run (or resume) the search in a parent run, summarise it and
     register the best trial's models with alias ``challenger`` (when ``register`` is true).
@@ -207,6 +267,7 @@ def run_tune(cfg: TuneConfig) -> TuneResult:
         os.environ.pop("MLFLOW_RUN_ID")  # `mlflow run` opened a new run: reopen the search's instead
         mlflow.MlflowClient().set_tag(launcher, runs.RESUMED_RUN_ID, cfg.resume_run_id)
     started = time.monotonic()
+    deadline = time.time() + 60 * cfg.max_minutes if cfg.max_minutes else None
     with mlflow.start_run(run_id=cfg.resume_run_id or None, run_name=None if resumed else "tune",
                           tags={runs.VERB: "tune"}, log_system_metrics=cfg.train.system_metrics) as parent:
         parent_id = parent.info.run_id
@@ -220,16 +281,21 @@ def run_tune(cfg: TuneConfig) -> TuneResult:
             if resumed:
                 restore(trials, resumed)
                 print(f"resuming after {len(trials.trials)} finished trials", flush=True)
+            elif cfg.baseline_trial and (point := baseline_point(cfg, specs)) is not None:
+                queue_baseline(trials, point)
+                mlflow.set_tag(runs.BASELINE_TRIAL, "1")
             objective = Objective(cfg.train, cfg.metric, absolute_tracking_uri(mlflow.get_tracking_uri()),
-                                  parent.info.experiment_id, parent_id)
+                                  parent.info.experiment_id, parent_id, cfg.prune, deadline)
             if cfg.backend == "local" and cfg.isolate_trials:
                 objective = IsolatedObjective(objective)
-            progress = Progress(cfg.max_evals, cfg.metric, parent_id, lambda t: save_trials(t, parent_id))
+            progress = Progress(cfg.max_evals, cfg.metric, parent_id, lambda t: save_trials(t, parent_id),
+                                cfg.no_progress_trials)
             progress.reported.update(d["tid"] for d in done_trials(trials))
-            if len(trials.trials) < cfg.max_evals:
+            if len(done_trials(trials)) < cfg.max_evals:
                 fmin(objective, hyperopt_space(specs), algorithm(cfg.algo, cfg.max_evals), cfg.max_evals,
                      trials=trials, rstate=np.random.default_rng([cfg.train.seed, len(trials.trials)]),
-                     early_stop_fn=progress, show_progressbar=False, return_argmin=False)
+                     early_stop_fn=progress, show_progressbar=False, return_argmin=False,
+                     timeout=max(1.0, deadline - time.time()) if deadline else None)
             progress(trials)
         finally:
             if session is not None:
@@ -237,4 +303,5 @@ def run_tune(cfg: TuneConfig) -> TuneResult:
         result = summarise(cfg, [d["result"] | {"trial": d["tid"] + 1} for d in done_trials(trials)],
                            [n for n, s in specs.items() if s["type"] != "fixed"], parent_id)
         runs.log_metrics({"search_time_s": time.monotonic() - started})
+        mlflow.set_tag(runs.SEARCH_STOP, stop_reason(cfg, progress.stopped, deadline, len(done_trials(trials))))
     return result

@@ -55,6 +55,17 @@ def _register(cfg, best: dict, parent_id: str) -> dict:
     return versions
 
 
+def _log_gain(metric: str, best: dict, ok: list[dict], parent_id: str) -> None:
+    """``baseline_<metric>`` and ``gain_over_baseline`` (baseline minus best; 0 when the baseline
+    won) when trial 1 trained the run's own parameters and succeeded."""
+    tags = mlflow.MlflowClient().get_run(parent_id).data.tags
+    baseline = next((r for r in ok if r["trial"] == 1), None) if tags.get(runs.BASELINE_TRIAL) == "1" else None
+    if baseline is not None:
+        runs.log_metrics({f"baseline_{metric}": baseline["loss"], "gain_over_baseline": baseline["loss"] - best["loss"]})
+        print(f"baseline (trial 1) {metric}={baseline['loss']:.4f}; the search's best is "
+              f"{baseline['loss'] - best['loss']:+.4f} better", flush=True)
+
+
 def summarise(cfg, results: list[dict], searched: list[str], parent_id: str):
     """Log the search's outcome to the active (parent) run and register the best trial.
 
@@ -69,7 +80,8 @@ def summarise(cfg, results: list[dict], searched: list[str], parent_id: str):
     with tempfile.TemporaryDirectory() as tmp:
         mlflow.log_artifact(str(plot_trials(frame, searched, cfg.metric, Path(tmp) / "tuning_plot.png")))
     ok = [r for r in results if r["status"] == "ok"]
-    runs.log_metrics({"n_trials": len(results), "n_trials_ok": len(ok), "n_trials_failed": len(results) - len(ok)})
+    runs.log_metrics({"n_trials": len(results), "n_trials_ok": len(ok), "n_trials_failed": len(results) - len(ok),
+                      "n_trials_pruned": sum(r.get("outcome") == "pruned" for r in results)})
     if not ok:
         print(f"no trial succeeded ({len(results)} failed); nothing registered", flush=True)
         return TuneResult(parent_id, 0, len(results))
@@ -79,6 +91,7 @@ def summarise(cfg, results: list[dict], searched: list[str], parent_id: str):
                           "best_test_cer": best["test_cer"], "best_test_wer": best["test_wer"],
                           "best_epoch": best["best_epoch"], "best_trial": best["trial"]})
     mlflow.set_tags({runs.BEST_RUN_ID: best["run_id"], runs.BEST_TRIAL: str(best["trial"])})
+    _log_gain(cfg.metric, best, ok, parent_id)
     print(f"best trial {best['trial']} (run {best['run_id']}): {cfg.metric}={best['loss']:.4f}; "
           f"test_cer {best['test_cer']:.4f}", flush=True)
     versions = _register(cfg, best, parent_id) if cfg.train.register else {}
