@@ -73,3 +73,39 @@ def test_good_rows_of_any_format_give_text_and_confidence(pyfunc):
         assert out.text.map(lambda t: isinstance(t, str) and set(t) <= set("abcdefghij")).all()
         assert out.confidence.between(0.0, 1.0).all() and out.confidence.dtype == np.float64
     assert len(pyfunc.predict(None, pd.DataFrame({"image": []}))) == 0
+
+
+def test_logged_prediction_model_is_code_not_a_pickle_and_loads_without_pickles(tracking_uri, tmp_path):
+    """Models From Code: no pickle in the logged model, and a fresh process that refuses pickles
+    (MLFLOW_ALLOW_PICKLE_DESERIALIZATION=false) loads it and transcribes."""
+    import os
+    import subprocess
+    import sys
+
+    import keras
+    import mlflow
+    import yaml
+
+    from hwr.config import ModelConfig
+    from hwr.data.charset import Charset
+    from hwr.mlflow.packaging import log_models
+    from hwr.model.crnn import build_crnn
+
+    keras.utils.set_random_seed(0)
+    charset = Charset(tuple("abcdefghij"))
+    cfg = ModelConfig(img_height=32, img_width=64, conv_filters=(4, 8), dense_units=8, lstm1_units=4, lstm2_units=4)
+    with mlflow.start_run():
+        models = log_models(build_crnn(cfg, charset.num_classes), charset, [str(DHSD / "images/writer1/1_0.png")])
+    local = mlflow.artifacts.download_artifacts(models.prediction_uri, dst_path=str(tmp_path / "model"))
+    files = {p.name for p in (tmp_path / "model").rglob("*")}
+    assert "python_model.pkl" not in files and "model_code.py" in files
+    flavor = yaml.safe_load(open(os.path.join(local, "MLmodel")))["flavors"]["python_function"]
+    assert flavor["model_code_path"].endswith("model_code.py")
+    script = ("import base64, sys, mlflow, pandas as pd; m = mlflow.pyfunc.load_model(sys.argv[1]); "
+              "out = m.predict(pd.DataFrame({'image': [base64.b64encode(open(sys.argv[2], 'rb').read()).decode()]})); "
+              "print('columns', list(out.columns), len(out))")
+    done = subprocess.run([sys.executable, "-c", script, local, str(DHSD / "images/writer1/1_0.png")],
+                          env=os.environ | {"MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "false"}, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "columns ['text', 'confidence'] 1" in done.stdout

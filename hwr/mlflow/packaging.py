@@ -1,6 +1,7 @@
 """Logging a run's two models: the full model (``mlflow.tensorflow`` flavour, reloadable for
-training) and the prediction model (the pyfunc of :mod:`hwr.mlflow.pyfunc`, with signature and
-input example). Both carry the ``hwr`` package as code and the project's pins as requirements.
+training) and the prediction model (the pyfunc of :mod:`hwr.mlflow.pyfunc`, logged as Models From
+Code through :mod:`hwr.mlflow.model_code`, with signature and input example). Both carry the
+``hwr`` package as code and the project's pins (``requirements.txt``) as requirements.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import mlflow
 import pandas as pd
 
 from hwr.data.charset import Charset
-from hwr.mlflow.pyfunc import DEFAULT_PARAMS, IMAGE_COLUMN, HwrPredictionModel
+from hwr.mlflow.pyfunc import DEFAULT_PARAMS, IMAGE_COLUMN
 from hwr.model.crnn import CTCLossLayer, input_geometry, prediction_model
 
 PACKAGE = Path(__file__).resolve().parents[1]
@@ -30,6 +31,7 @@ MODEL_PACKAGES = ("tensorflow-cpu", "keras", "mlflow", "numpy", "pandas", "openc
 FULL_MODEL_NAME = "full_model"
 PREDICTION_MODEL_NAME = "model"
 KIND_KEY = "hwr_kind"
+MODEL_CODE = Path("mlflow") / "model_code.py"  # the pyfunc's code (Models From Code), inside the package
 
 
 def _read_from_zip(archive: Path, name: str) -> str | None:
@@ -122,7 +124,7 @@ def log_models(full: keras.Model, charset: Charset, example_paths: list[str],
         geometry_path = Path(tmp) / "geometry.json"
         geometry_path.write_text(json.dumps({"img_height": height, "img_width": width}))
         pred_info = mlflow.pyfunc.log_model(
-            name=PREDICTION_MODEL_NAME, python_model=HwrPredictionModel(),
+            name=PREDICTION_MODEL_NAME, python_model=str(Path(code[0]) / MODEL_CODE),
             artifacts={"keras_model": str(keras_path), "charset": str(charset.save(Path(tmp) / "charset.json")),
                        "geometry": str(geometry_path)},
             code_paths=code, pip_requirements=requirements,
