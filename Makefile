@@ -7,7 +7,7 @@ PORT    ?= 5001
 # the MLflow experiment of the verbs' runs (as hwr.mlflow.runs.DEFAULT_EXPERIMENT for direct runs)
 EXPERIMENT ?= hwr
 
-.PHONY: venv venv-spark venv-tools train tune finetune predict test test-fast docs ui serve dockerfile bench clean
+.PHONY: venv venv-spark venv-tools train tune finetune promote predict test test-fast docs ui serve dockerfile bench clean
 
 venv: $(VENV)/.installed
 
@@ -40,6 +40,9 @@ tune: venv           ## make tune ARGS="-P max_evals=12 -P trial_epochs=3"
 
 finetune: venv       ## make finetune ARGS="-P base_model=models:/hwr-crnn-full@champion -P data=..."
 	mlflow run . -e finetune --env-manager local --experiment-name $(EXPERIMENT) $(ARGS)
+
+promote: venv        ## make promote ARGS="-P split=test": @challenger replaces @champion only when clearly better
+	mlflow run . -e promote --env-manager local --experiment-name $(EXPERIMENT) $(ARGS)
 
 predict: venv        ## make predict ARGS="-P model=models:/hwr-crnn@champion -P split=test"
 	mlflow run . -e predict --env-manager local --experiment-name $(EXPERIMENT) $(ARGS)

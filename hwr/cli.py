@@ -87,7 +87,7 @@ def markdown_table(config: type[Config], shared: dict[str, tuple[str, str]] | No
 
 def readme_tables() -> dict[str, str]:
     """Every verb's README parameter table, by verb."""
-    from hwr.config import FinetuneConfig, PredictConfig, TrainConfig
+    from hwr.config import FinetuneConfig, PredictConfig, PromoteConfig, TrainConfig
     from hwr.tuning.config import TuneConfig
 
     return {
@@ -97,6 +97,8 @@ def readme_tables() -> dict[str, str]:
                                                       "vary; `model_name`, `full_model_name` and `register` apply to "
                                                       "the registration of the best trial")}),
         "predict": markdown_table(PredictConfig),
+        "promote": markdown_table(PromoteConfig, {"data": ("train", "the evaluation data, read as `train` reads it "
+                                                          "(the same split: keep `seed` and the fractions)")}),
     }
 
 

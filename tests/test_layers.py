@@ -20,7 +20,7 @@ LAYERS = [
     ("hwr.model",),
     ("hwr.mlflow",),
     ("hwr.training", "hwr.prediction"),
-    ("hwr.tuning",),
+    ("hwr.tuning", "hwr.promotion"),
     ("hwr.cli", "hwr.serving"),  # command-line plumbing; compatibility alias for old models
 ]
 NO_MLFLOW = ("hwr.errors", "hwr.config", "hwr.data", "hwr.evaluation", "hwr.model")

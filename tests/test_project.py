@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from hwr.config import FinetuneConfig, TrainConfig
-from hwr.config import PredictConfig
+from hwr.config import PredictConfig, PromoteConfig
 from hwr.tuning.config import TuneConfig
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,6 +29,7 @@ CODE_DEFAULTS = {
     "train": lambda: TrainConfig().flat_params(),
     "finetune": lambda: FinetuneConfig().flat_params(),
     "predict": lambda: PredictConfig().flat_params(),
+    "promote": lambda: PromoteConfig().flat_params(),
     "tune": _tune_defaults,
 }
 

@@ -51,6 +51,43 @@ def mean_ci(values: np.ndarray, level: float = 0.95, seed: int = 0) -> tuple[flo
     return float(values.mean()), float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha))
 
 
+def paired_cer_difference(truths: Sequence[str], predictions_a: Sequence[str], predictions_b: Sequence[str],
+                          level: float = 0.95, resamples: int = BOOTSTRAP_SAMPLES,
+                          seed: int = 0) -> tuple[float, float, float]:
+    """Corpus CER of ``predictions_a`` minus that of ``predictions_b`` on the same samples, with a
+    paired percentile-bootstrap confidence interval: samples are drawn with replacement *together*
+    (the same images for both), and each draw's corpus CERs are recomputed (Koehn, "Statistical
+    Significance Tests for Machine Translation Evaluation", EMNLP 2004; SciPy's
+    ``scipy.stats.bootstrap`` with ``paired=True``).
+
+    Returns:
+        ``(difference, low, high)``; a negative ``high`` means a is better (lower CER) over the
+        whole interval. All equal (e.g. the same predictions) gives a zero-width interval.
+    Raises:
+        ValueError: the three sequences differ in length, or are empty.
+    """
+    from scipy.stats import bootstrap
+
+    truths, predictions_a, predictions_b = list(truths), list(predictions_a), list(predictions_b)
+    if not (len(truths) == len(predictions_a) == len(predictions_b)) or not truths:
+        raise ValueError(f"need equally many truths and predictions, at least one: {len(truths)}, "
+                         f"{len(predictions_a)}, {len(predictions_b)}")
+    edits_a, _ = per_sample(truths, predictions_a)
+    edits_b, _ = per_sample(truths, predictions_b)
+    lengths = np.array([len(t) for t in truths], np.float64)
+
+    def difference(a, b, n, axis=-1):
+        return (a.sum(axis=axis) - b.sum(axis=axis)) / np.maximum(n.sum(axis=axis), 1.0)
+
+    observed = float(difference(edits_a, edits_b, lengths))
+    if np.array_equal(edits_a, edits_b):
+        return observed, observed, observed
+    result = bootstrap((edits_a.astype(np.float64), edits_b.astype(np.float64), lengths), difference, paired=True,
+                       vectorized=True, n_resamples=resamples, confidence_level=level, method="percentile",
+                       rng=np.random.default_rng(seed))
+    return observed, float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
 def strip_punctuation(text: str) -> str:
     """``text`` without Unicode punctuation (categories P*), spaces collapsed."""
     kept = "".join(ch for ch in text if not unicodedata.category(ch).startswith("P"))

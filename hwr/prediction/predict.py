@@ -96,12 +96,14 @@ def load_models(uris: list[str]) -> list[LoadedModel]:
     return models
 
 
-def transcribe_table(table: pd.DataFrame, models: list[LoadedModel], cfg: PredictConfig) -> dict[str, pd.DataFrame]:
-    """Stream the image table through every model; returns one prediction table per model label."""
-    params = {"decoder": cfg.decoder, "beam_width": cfg.beam_width}
+def transcribe_table(table: pd.DataFrame, models: list[LoadedModel], params: dict,
+                     batch_size: int) -> dict[str, pd.DataFrame]:
+    """Stream the image table through every model, ``batch_size`` images at a time (``params``:
+    the pyfunc's ``decoder``, ``beam_width``); returns one prediction table per model label, with
+    ``prediction`` and ``confidence`` added (empty / NaN for unreadable rows)."""
     parts: dict[str, list[pd.DataFrame]] = {m.label: [] for m in models}
     with tqdm(total=len(table), unit="img", desc="predict", mininterval=1.0) as bar:
-        for chunk in read_chunks(table, cfg.batch_size):
+        for chunk in read_chunks(table, batch_size):
             for m in models:
                 rows = chunk.rows.assign(prediction="", confidence=np.nan)
                 if chunk.encoded:
@@ -181,7 +183,8 @@ def run_predict(cfg: PredictConfig) -> PredictResult:
         runs.log_params(cfg.flat_params())
         dataset = predict_dataset(table, cfg)
         mlflow.set_tags({runs.VERB: "predict", runs.LABELLED: str("truth" in table).lower()})
-        frames = {label: score(f, lexicon) for label, f in transcribe_table(table, models, cfg).items()}
+        frames = {label: score(f, lexicon) for label, f in transcribe_table(
+            table, models, {"decoder": cfg.decoder, "beam_width": cfg.beam_width}, cfg.batch_size).items()}
         result = PredictResult(run.info.run_id, report_dir=report_dir)
         for m in models:
             result.metrics[m.label] = frame_metrics(frames[m.label], m)
