@@ -54,10 +54,9 @@ class Decision:
     scores: dict[str, float] = field(default_factory=dict)
 
 
-def version_run_id(client: MlflowClient, name: str, version) -> str:
-    """The training run of a registered version: its ``run_id`` tag (set by hwr), else MLflow's."""
-    found = client.get_model_version(name, str(version))
-    return found.tags.get("run_id") or found.run_id or ""
+def version_run_id(version) -> str:
+    """The training run of a registered ``ModelVersion``: its ``run_id`` tag (set by hwr), else MLflow's."""
+    return version.tags.get("run_id") or version.run_id or ""
 
 
 def candidate(client: MlflowClient, cfg: PromoteConfig, alias: str) -> Candidate | None:
@@ -73,9 +72,8 @@ def candidate(client: MlflowClient, cfg: PromoteConfig, alias: str) -> Candidate
     if alias not in aliases:
         return None
     version = client.get_model_version(cfg.model_name, str(aliases[alias]))
-    run_id = version_run_id(client, cfg.model_name, version.version)
-    fulls = [v for v in client.search_model_versions(f"name = '{cfg.full_model_name}'")
-             if version_run_id(client, cfg.full_model_name, v.version) == run_id]
+    run_id = version_run_id(version)
+    fulls = [v for v in client.search_model_versions(f"name = '{cfg.full_model_name}'") if version_run_id(v) == run_id]
     full = max((int(v.version) for v in fulls), default=None)
     return Candidate(alias, int(version.version), run_id, full, train_digest(client, run_id))
 
