@@ -262,6 +262,7 @@ def test_median_rule_prunes_only_a_trial_worse_than_earlier_ones_at_that_epoch()
     # epoch 4: only two earlier trials got there: median 0.35
     assert prune_reason([1.0, 0.9, 0.45, 0.36], earlier) is not None
     assert prune_reason([1.0, 0.9, 0.45, 0.36], earlier[:1]) is None  # fewer than two earlier trials
+    assert prune_reason([1.0, 0.95, 0.6], earlier, epochs=3) is None  # its last epoch: a complete trial
 
 
 def test_no_progress_counts_trials_since_the_best_and_failures_count_as_no_progress():

@@ -95,22 +95,24 @@ class Objective:
 
         callbacks = []
         if self.prune:
-            callbacks.append(MedianPruning(self.metric, completed_curves(self.parent_run_id, self.metric)))
+            callbacks.append(MedianPruning(self.metric, completed_curves(self.parent_run_id, self.metric),
+                                           self.base.epochs))
         if self.deadline is not None:
             callbacks.append(Deadline(self.deadline))
         return tuple(callbacks)
 
     @staticmethod
     def _outcome(callbacks: tuple) -> str:
-        """Log and return how the trial ended: completed, pruned (with the reason) or out_of_time."""
+        """Log and return how the trial ended: completed, pruned (with the reason) or out_of_time (the
+        search's deadline cut it, whatever the pruning rule said of its cut epoch)."""
         import mlflow
 
         from hwr.training.callbacks import Deadline
         from hwr.tuning.pruning import MedianPruning
 
-        pruned = next((c.reason for c in callbacks if isinstance(c, MedianPruning) and c.reason), None)
         late = any(isinstance(c, Deadline) and c.reached for c in callbacks)
-        outcome = "pruned" if pruned else "out_of_time" if late else "completed"
+        pruned = None if late else next((c.reason for c in callbacks if isinstance(c, MedianPruning) and c.reason), None)
+        outcome = "out_of_time" if late else "pruned" if pruned else "completed"
         mlflow.set_tags({runs.TRIAL_OUTCOME: outcome, **({runs.PRUNED: pruned} if pruned else {})})
         return outcome
 

@@ -23,19 +23,20 @@ WARMUP_EPOCHS = 2   # never prune in a trial's first epochs (CTC's all-blank sta
 MIN_TRIALS = 2      # completed earlier trials needed at an epoch before the rule applies there
 
 
-def prune_reason(curve: list[float], earlier: list[list[float]], warmup: int = WARMUP_EPOCHS,
+def prune_reason(curve: list[float], earlier: list[list[float]], epochs: int = 0, warmup: int = WARMUP_EPOCHS,
                  min_trials: int = MIN_TRIALS) -> str | None:
     """Why a trial whose (minimised) metric after each epoch is ``curve`` should stop now, or None.
 
     Args:
         curve: the trial's values, one per finished epoch (index 0 = epoch 1).
         earlier: the curves of completed earlier trials (any lengths).
+        epochs: the trial's last epoch (0 = unknown): a trial that has reached it is complete, not pruned.
     Returns:
         e.g. ``"epoch 3: best val_cer so far 0.62 > median 0.41 of 3 earlier trials"`` (the metric
         name is added by the caller), or None.
     """
     epoch = len(curve)
-    if epoch <= warmup:
+    if epoch <= warmup or (epochs and epoch >= epochs):
         return None
     at_epoch = [c[epoch - 1] for c in earlier if len(c) >= epoch and math.isfinite(c[epoch - 1])]
     if len(at_epoch) < min_trials:
@@ -54,18 +55,19 @@ class MedianPruning(keras.callbacks.Callback):
     Args:
         metric: the minimised metric in the epoch logs (e.g. ``val_cer``).
         earlier: completed earlier trials' curves (see :func:`completed_curves`).
+        epochs: the trial's number of epochs (no pruning after the last one).
     """
 
-    def __init__(self, metric: str, earlier: list[list[float]]):
+    def __init__(self, metric: str, earlier: list[list[float]], epochs: int = 0):
         super().__init__()
-        self.metric, self.earlier = metric, earlier
+        self.metric, self.earlier, self.epochs = metric, earlier, epochs
         self.curve: list[float] = []
         self.reason: str | None = None
 
     def on_epoch_end(self, epoch, logs=None):
         value = (logs or {}).get(self.metric)
         self.curve.append(float(value) if value is not None else math.inf)
-        reason = prune_reason(self.curve, self.earlier)
+        reason = prune_reason(self.curve, self.earlier, self.epochs)
         if reason and self.reason is None:
             self.reason = f"{self.metric}, {reason}"
             print(f"trial pruned: {self.reason}", flush=True)
