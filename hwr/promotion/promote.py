@@ -22,9 +22,8 @@ from hwr.evaluation import metrics
 from hwr.evaluation.scoring import paired_cer_difference
 from hwr.mlflow import runs
 from hwr.mlflow.datasets import data_source, split_dataset
+from hwr.mlflow.pyfunc import DEFAULT_PARAMS
 from hwr.prediction.predict import load_models, transcribe_table
-
-GREEDY = {"decoder": "greedy", "beam_width": 10}
 
 
 @dataclass(frozen=True)
@@ -33,7 +32,6 @@ class Candidate:
     full model's version from the same run (None if there is none), and the digest of the run's
     ``train`` dataset input (None if it logged none)."""
 
-    alias: str
     version: int
     run_id: str
     full_version: int | None
@@ -75,7 +73,7 @@ def candidate(client: MlflowClient, cfg: PromoteConfig, alias: str) -> Candidate
     run_id = version_run_id(version)
     fulls = [v for v in client.search_model_versions(f"name = '{cfg.full_model_name}'") if version_run_id(v) == run_id]
     full = max((int(v.version) for v in fulls), default=None)
-    return Candidate(alias, int(version.version), run_id, full, train_digest(client, run_id))
+    return Candidate(int(version.version), run_id, full, train_digest(client, run_id))
 
 
 def train_digest(client: MlflowClient, run_id: str) -> str | None:
@@ -101,18 +99,19 @@ def refusal(cfg: PromoteConfig, challenger: Candidate, champion: Candidate) -> s
     return None
 
 
-def score_both(cfg: PromoteConfig, challenger: Candidate, champion: Candidate) -> tuple[dict[str, float], object]:
-    """Transcribe the split with both models (greedy), log the split as the run's dataset input and
-    return the scores (``challenger_cer``, ``champion_cer``, ``cer_difference`` with
-    ``cer_difference_ci_low`` / ``_high``, the WERs, ``n_evaluated``, ``n_unreadable``) and the dataset."""
+def score_both(cfg: PromoteConfig, challenger: Candidate, champion: Candidate) -> dict[str, float]:
+    """Transcribe the split with both models (the pyfunc's default, greedy decoding), log the split
+    as the run's dataset input and return the scores (``challenger_cer``, ``champion_cer``,
+    ``cer_difference`` with ``cer_difference_ci_low`` / ``_high``, the WERs, ``n_evaluated``,
+    ``n_unreadable``)."""
     table = image_table(cfg.data, cfg.split, True, cfg.seed)
     models = load_models([challenger.uri(cfg.model_name), champion.uri(cfg.model_name)])
-    frames = list(transcribe_table(table, models, GREEDY, cfg.batch_size).values())
+    frames = list(transcribe_table(table, models, DEFAULT_PARAMS, cfg.batch_size).values())
     ok = (table["error"] == "").to_numpy()
     truths = table.loc[ok, "truth"].tolist()
     new, old = (f.loc[ok, "prediction"].tolist() for f in frames)
     difference, low, high = paired_cer_difference(truths, new, old, cfg.confidence, cfg.resamples, cfg.seed)
-    dataset = split_dataset(table.assign(truth=table["truth"]), data_source(cfg.data.data, cfg.data.labels_path()),
+    dataset = split_dataset(table, data_source(cfg.data.data, cfg.data.labels_path()),
                             f"{runs.data_name(cfg.data.data)}-{cfg.split}", "truth")
     mlflow.log_input(dataset, context=cfg.split)
     scores = {"challenger_cer": metrics.cer(truths, new), "champion_cer": metrics.cer(truths, old),
@@ -122,7 +121,7 @@ def score_both(cfg: PromoteConfig, challenger: Candidate, champion: Candidate) -
     for m, side in zip(models, ("challenger", "champion")):
         runs.log_metrics({k: v for k, v in scores.items() if k.startswith(side)}, model_ids=m.model_ids, dataset=dataset)
     runs.log_metrics({k: v for k, v in scores.items() if not k.startswith(("challenger", "champion"))})
-    return scores, dataset
+    return scores
 
 
 def verdict(cfg: PromoteConfig, scores: dict[str, float]) -> tuple[bool, str]:
@@ -193,7 +192,7 @@ def decide(client, cfg: PromoteConfig, challenger: Candidate, champion: Candidat
     if champion is None:
         promoted, reason, scores = True, f"{cfg.model_name} had no @{cfg.champion}", {}
     else:
-        scores, _ = score_both(cfg, challenger, champion)
+        scores = score_both(cfg, challenger, champion)
         promoted, reason = verdict(cfg, scores)
     forced = cfg.force and (not promoted or blocked is not None)
     if forced:

@@ -196,7 +196,7 @@ def queue_baseline(trials, point: dict) -> None:
     proposal (what ``fmin(points_to_evaluate=...)`` does for the Trials it makes itself)."""
     from hyperopt.fmin import generate_trial
 
-    trials._insert_trial_docs([generate_trial(0, {name: value for name, value in point.items()})])
+    trials._insert_trial_docs([generate_trial(0, point)])
     trials.refresh()
 
 
