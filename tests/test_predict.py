@@ -174,6 +174,29 @@ def test_unlabelled_folder_with_a_corrupt_image(use_store, tmp_path):
 
 
 @pytest.mark.slow
+def test_spark_backend_gives_the_same_table_as_local(use_store, tmp_path):
+    pytest.importorskip("pyspark")
+    from hwr.prediction.predict import run_predict
+
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    for i, src in enumerate(sorted((DHSD / "images").rglob("*.png"))[:5]):
+        shutil.copy(src, folder / f"img{i}.png")
+    (folder / "broken.png").write_bytes(b"\x89PNG not really an image")
+    common = dict(model="models:/hwr-crnn@champion", data=str(folder), batch_size=2)
+    run_predict(PredictConfig(**common, output=str(tmp_path / "local.csv")))
+    result = run_predict(PredictConfig(**common, output=str(tmp_path / "spark.csv"), backend="spark",
+                                       spark_master="local[2]"))
+
+    local, spark = read_csv(tmp_path / "local.csv"), read_csv(tmp_path / "spark.csv")
+    assert spark.image.tolist() == local.image.tolist() and len(spark) == 6
+    assert spark.prediction.tolist() == local.prediction.tolist()
+    assert spark.error.tolist() == local.error.tolist() and (spark.error != "").sum() == 1
+    assert spark.confidence.to_numpy() == pytest.approx(local.confidence.to_numpy(), abs=1e-5, nan_ok=True)
+    assert result.metrics["hwr-crnn@champion"]["n_unreadable"] == 1
+
+
+@pytest.mark.slow
 def test_two_models_parent_and_children(use_store, tmp_path):
     from mlflow import MlflowClient
 

@@ -15,6 +15,7 @@ from hwr.config.training import SPLITS, DataConfig, TrainConfig
 from hwr.errors import ConfigError
 
 DECODERS = ("greedy", "beam")
+BACKENDS = ("local", "spark")
 ALL_SPLITS = "all"
 SPLITS_ALLOWED = (ALL_SPLITS, *SPLITS)
 DEFAULT_LABELS = "labels.csv"
@@ -68,6 +69,11 @@ class PredictConfig(Config):
                                 "number of images)", rule=POSITIVE)
     system_metrics: bool = same_as(TrainConfig, "system_metrics")
     max_images: int = param(0, "transcribe only the first N images (0 = all), for quick runs", rule=COUNT)
+    backend: str = param("local", "local: transcribe in this process; spark: with mlflow.pyfunc.spark_udf on "
+                                  "the Spark master `spark_master` (the images are read and checked here, "
+                                  "transcribed on the executors; same CSV and report)", choices=BACKENDS)
+    spark_master: str = param("", "Spark master URL for backend=spark, e.g. spark://127.0.0.1:7077 (empty: "
+                                  "$SPARK_MASTER, else local[2] in this process)")
 
     def model_uris(self) -> list[str]:
         return [u.strip() for u in self.model.split(",") if u.strip()]
@@ -82,19 +88,21 @@ class PredictConfig(Config):
         shared = {f.name for f in dataclasses.fields(DataConfig)} & {f.name for f in dataclasses.fields(self)}
         return DataConfig(**{name: getattr(self, name) for name in shared}, on_bad_input="skip")
 
-    def labelled(self) -> bool:
-        """Whether ``data`` is read through a labels CSV.
+    def labelled(self, data: DataConfig | None = None) -> bool:
+        """Whether ``data`` is read through a labels CSV (``data``: the data set's configuration as
+        read, e.g. the local view of ``s3://`` data; default :meth:`data_config`).
 
         Raises:
             ConfigError: a ``labels`` file other than the default that does not exist.
         """
         if self.labels.strip().lower() in NO_LABELS:
             return False
-        if self.data_config().labels_path().is_file():
+        labels = (data or self.data_config()).labels_path()
+        if labels.is_file():
             return True
         if self.labels == DEFAULT_LABELS:
             return False
-        raise ConfigError(f"labels={self.labels!r}: no such file {str(self.data_config().labels_path())!r}")
+        raise ConfigError(f"labels={self.labels!r}: no such file {str(labels)!r}")
 
     def check(self) -> None:
         if not self.model_uris():

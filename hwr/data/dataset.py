@@ -15,6 +15,7 @@ from hwr.data.charset import Charset
 from hwr.data.images import fit_to_geometry, load_image, to_uint8
 from hwr.data.labels import BadInputLog, check_label_lengths, read_labels
 from hwr.data.pages.lines import as_csv
+from hwr.data.remote import local_view
 from hwr.errors import BadInputError, ImageDecodeError
 
 
@@ -64,11 +65,13 @@ def prepare_data(cfg: DataConfig, model: ModelConfig, seed: int, charset: Charse
     """Read, validate and load a data set for a model of ``model``'s geometry and frame count.
 
     The charset is built from the training labels unless one is given (fine-tuning). Pages
-    (PAGE-XML, ALTO) are cut into lines first (:func:`hwr.data.pages.lines.as_csv`).
+    (PAGE-XML, ALTO) are cut into lines first (:func:`hwr.data.pages.lines.as_csv`); ``s3://``
+    data is read through its local view (:func:`hwr.data.remote.local_view`).
 
     Raises:
         BadInputError: bad input under policy ``error``, or a split left with no rows.
     """
+    cfg = local_view(cfg)
     pages = as_csv(cfg, seed)
     drawn = pages is not cfg and not cfg.split_file
     cfg = pages

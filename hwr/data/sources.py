@@ -19,6 +19,7 @@ from hwr.config.prediction import ALL_SPLITS, NO_LABELS
 from hwr.data.images import decode_image
 from hwr.data.labels import BadInputLog, read_labels
 from hwr.data.pages.lines import line_table, page_format
+from hwr.data.remote import local_view
 from hwr.errors import BadInputError, ImageDecodeError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -37,10 +38,13 @@ def image_table(data: DataConfig, split: str = ALL_SPLITS, labelled: bool = True
     Pages (PAGE-XML, ALTO): every line with coordinates, cut (:func:`hwr.data.pages.lines.line_table`);
     ``image`` is ``file.xml, line ID``, plus ``xml``, ``page``, ``line_id``; the lines'
     transcriptions are the ``truth`` when every line has one (and ``labels`` is not ``none``).
+    ``s3://`` data is read through its local view (:func:`hwr.data.remote.local_view`): ``path``
+    is then the view's file.
 
     Raises:
         BadInputError: missing folder, CSV or column, or no image at all.
     """
+    data = local_view(data)
     folder = Path(data.data)
     if not folder.is_dir():
         raise BadInputError(f"data folder {data.data!r} does not exist (parameter data)")

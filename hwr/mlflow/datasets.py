@@ -11,6 +11,9 @@ import mlflow
 import pandas as pd
 from mlflow.data.pandas_dataset import PandasDataset
 
+from hwr.config import DataConfig
+from hwr.data.remote import is_remote
+
 DIGEST_CHARS = 16
 
 
@@ -31,9 +34,13 @@ def _file_digest(path: str) -> bytes:
         return b""
 
 
-def data_source(data: str, labels: Path) -> str:
-    """What a dataset input points at: the labels CSV, or for pages (no CSV) the data folder."""
-    return str(labels.resolve()) if labels.is_file() else str(Path(data).expanduser().resolve())
+def data_source(data: DataConfig) -> str:
+    """What a dataset input points at: the labels CSV, or for pages (no CSV) the data folder;
+    for ``s3://`` data the prefix's URI."""
+    if is_remote(data.data):
+        return data.data.strip().rstrip("/")
+    labels = data.labels_path()
+    return str(labels.resolve()) if labels.is_file() else str(Path(data.data).expanduser().resolve())
 
 
 def split_dataset(frame: pd.DataFrame, source: str, name: str, text_column: str = "text") -> PandasDataset:

@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from hwr.config import PredictConfig
 from hwr.data.pages.output import write_pages
+from hwr.data.remote import local_view
 from hwr.data.sources import image_table, read_chunks
 from hwr.errors import ConfigError
 from hwr.evaluation.lexicon import Lexicon
@@ -115,6 +116,18 @@ def transcribe_table(table: pd.DataFrame, models: list[LoadedModel], params: dic
     return {label: pd.concat(p, ignore_index=True) for label, p in parts.items()}
 
 
+def transcribe(table: pd.DataFrame, models: list[LoadedModel], cfg: PredictConfig) -> dict[str, pd.DataFrame]:
+    """:func:`transcribe_table` here (``backend=local``) or on Spark (``backend=spark``,
+    :func:`hwr.prediction.spark.transcribe_on_spark`): the same tables either way."""
+    params = {"decoder": cfg.decoder, "beam_width": cfg.beam_width}
+    if cfg.backend == "local":
+        return transcribe_table(table, models, params, cfg.batch_size)
+    from hwr.mlflow.spark import master_url
+    from hwr.prediction.spark import transcribe_on_spark
+
+    return transcribe_on_spark(table, models, params, cfg.batch_size, master_url(cfg.spark_master, "local[2]"))
+
+
 def score(frame: pd.DataFrame, lexicon: Lexicon | None) -> pd.DataFrame:
     """Add per-sample ``edit_distance``/``cer`` (labelled) and the lexicon columns; order columns."""
     ok = frame["error"] == ""
@@ -172,7 +185,9 @@ def run_predict(cfg: PredictConfig) -> PredictResult:
         labels CSV or column, or no image to transcribe.
     """
     cfg.validate()
-    table = image_table(cfg.data_config(), cfg.split, cfg.labelled())
+    data = local_view(cfg.data_config())
+    table = image_table(data, cfg.split, cfg.labelled(data))
+    pages = cfg.replace(data=data.data) if "xml" in table else None  # page files are written beside the view's
     table = table.head(cfg.max_images) if cfg.max_images else table
     lexicon = Lexicon.load(cfg.lexicon_path(), cfg.lexicon_threshold) if cfg.lexicon_path() else None
     models = load_models(cfg.model_uris())
@@ -183,8 +198,7 @@ def run_predict(cfg: PredictConfig) -> PredictResult:
         runs.log_params(cfg.flat_params())
         dataset = predict_dataset(table, cfg)
         mlflow.set_tags({runs.VERB: "predict", runs.LABELLED: str("truth" in table).lower()})
-        frames = {label: score(f, lexicon) for label, f in transcribe_table(
-            table, models, {"decoder": cfg.decoder, "beam_width": cfg.beam_width}, cfg.batch_size).items()}
+        frames = {label: score(f, lexicon) for label, f in transcribe(table, models, cfg).items()}
         result = PredictResult(run.info.run_id, report_dir=report_dir)
         for m in models:
             result.metrics[m.label] = frame_metrics(frames[m.label], m)
@@ -193,13 +207,13 @@ def run_predict(cfg: PredictConfig) -> PredictResult:
         summary[counts] = summary[counts].astype(int)
         if len(models) == 1:
             result.csv_paths[models[0].label] = output
-            if "xml" in table:
-                result.metrics[models[0].label] |= log_pages(frames[models[0].label], cfg,
+            if pages is not None:
+                result.metrics[models[0].label] |= log_pages(frames[models[0].label], pages,
                                                              output.with_name(output.stem + "_pages"))
             runs.log_metrics(result.metrics[models[0].label], model_ids=models[0].model_ids, dataset=dataset)
             log_outputs(frames, summary, output, report_dir, f"predict: {models[0].uri}")
         else:
-            log_children(models, frames, summary, output, result, cfg if "xml" in table else None, dataset)
+            log_children(models, frames, summary, output, result, pages, dataset)
             runs.log_frame(summary, "summary.csv")
             log_outputs(frames, summary, None, report_dir, "predict: " + ", ".join(m.uri for m in models))
         runs.describe_run(predict_markdown(cfg, result))
@@ -249,7 +263,7 @@ def predict_dataset(table: pd.DataFrame, cfg: PredictConfig):
     labelled = "truth" in table
     frame = table.assign(truth=table["truth"] if labelled else "")
     name = f"{runs.data_name(cfg.data)}-{cfg.split}"
-    dataset = split_dataset(frame, data_source(cfg.data, data.labels_path()), name, "truth")
+    dataset = split_dataset(frame, data_source(data), name, "truth")
     mlflow.log_input(dataset, context=cfg.split)
     return dataset
 

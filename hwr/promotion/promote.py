@@ -111,7 +111,7 @@ def score_both(cfg: PromoteConfig, challenger: Candidate, champion: Candidate) -
     truths = table.loc[ok, "truth"].tolist()
     new, old = (f.loc[ok, "prediction"].tolist() for f in frames)
     difference, low, high = paired_cer_difference(truths, new, old, cfg.confidence, cfg.resamples, cfg.seed)
-    dataset = split_dataset(table, data_source(cfg.data.data, cfg.data.labels_path()),
+    dataset = split_dataset(table, data_source(cfg.data),
                             f"{runs.data_name(cfg.data.data)}-{cfg.split}", "truth")
     mlflow.log_input(dataset, context=cfg.split)
     scores = {"challenger_cer": metrics.cer(truths, new), "champion_cer": metrics.cer(truths, old),

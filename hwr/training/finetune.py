@@ -26,6 +26,7 @@ from hwr.data.dataset import PreparedData, prepare_data
 from hwr.data.labels import BadInputLog, read_labels
 from hwr.data.pages.lines import as_csv
 from hwr.data.pipeline import as_model_input
+from hwr.data.remote import local_view
 from hwr.errors import ConfigError
 from hwr.evaluation import metrics
 from hwr.mlflow import runs
@@ -77,7 +78,7 @@ def resolve_base_model(uri: str) -> BaseModel:
 def union_charset(cfg: FinetuneConfig, base: Charset) -> tuple[Charset, str]:
     """The base charset plus the characters of the new training labels it lacks (appended, so
     no base character is renumbered), and those added characters."""
-    data = as_csv(cfg.data, cfg.seed)
+    data = as_csv(local_view(cfg.data), cfg.seed)
     frame = read_labels(data, cfg.seed, BadInputLog(data.on_bad_input, data.labels_path()))
     return base.extend(frame.loc[frame.split == "train", "text"])
 

@@ -84,7 +84,7 @@ def log_data_summary(data: PreparedData, cfg: DataConfig) -> dict:
     if data.random_split:
         frame = pd.concat(data.frames.values())
         runs.log_frame(frame[[c for c in ("row", "image", "page", "split") if c in frame]], "split.csv")
-    return log_splits(data.frames, data_source(cfg.data, cfg.labels_path()), runs.data_name(cfg.data))
+    return log_splits(data.frames, data_source(cfg), runs.data_name(cfg.data))
 
 
 def log_results(full: keras.Model, data: PreparedData, history: pd.DataFrame, best_cer: float,

@@ -5,16 +5,15 @@ No MLflow, no TensorFlow."""
 from __future__ import annotations
 
 import dataclasses
-import os
 from dataclasses import dataclass, field
 
 from hwr.config import TrainConfig
+from hwr.config.prediction import BACKENDS
 from hwr.config.params import COUNT, POSITIVE, Config, Rule, param, parse_bool
 from hwr.errors import ConfigError
 from hwr.tuning.space import load_space
 
 ALGOS = ("tpe", "random")
-BACKENDS = ("local", "spark")
 METRICS = ("val_cer", "val_wer", "val_loss", "loss")
 MINUTES = Rule(lambda v: v >= 0, "0 (no limit) or a number of minutes")
 
@@ -92,6 +91,3 @@ class TuneConfig(Config):
 
     def space(self) -> dict[str, dict]:
         return load_space(self.search_space)
-
-    def spark_url(self) -> str:
-        return self.spark_master or os.environ.get("SPARK_MASTER") or f"local[{self.parallelism}]"

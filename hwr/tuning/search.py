@@ -15,10 +15,8 @@ import copy
 import functools
 import os
 import pickle
-import sys
 import tempfile
 import time
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -201,7 +199,8 @@ def queue_baseline(trials, point: dict) -> None:
 
 
 def make_trials(cfg: TuneConfig):
-    """(trials, spark session or None): ``hyperopt.Trials`` or ``SparkTrials`` on ``cfg.spark_url()``.
+    """(trials, spark session or None): ``hyperopt.Trials`` or ``SparkTrials`` on ``spark_master``
+    (see :func:`hwr.mlflow.spark.spark_session`).
 
     Raises:
         ConfigError: backend=spark without pyspark installed.
@@ -210,31 +209,12 @@ def make_trials(cfg: TuneConfig):
 
     if cfg.backend == "local":
         return Trials(), None
-    try:
-        from hyperopt import SparkTrials
-        from pyspark.sql import SparkSession
-    except ImportError as exc:
-        raise ConfigError("backend=spark needs pyspark: pip install -r requirements-spark.txt") from exc
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    session = (SparkSession.builder.master(cfg.spark_url()).appName("hwr-tune")
-               .config("spark.ui.enabled", "false").getOrCreate())
-    ship_package(session)
+    from hyperopt import SparkTrials
+
+    from hwr.mlflow.spark import master_url, spark_session
+
+    session = spark_session(master_url(cfg.spark_master, f"local[{cfg.parallelism}]"), "hwr-tune")
     return SparkTrials(parallelism=cfg.parallelism, spark_session=session), session
-
-
-def ship_package(session) -> str:
-    """Put the ``hwr`` package on every Spark executor's import path: a zip of it (with the pins
-    of ``requirements.txt`` at its root, for the models the trials log), added with
-    ``SparkContext.addPyFile``, so trials run on workers where hwr is not installed. Returns the zip."""
-    from hwr.mlflow.packaging import PACKAGE, REQUIREMENTS_FILE, project_pins
-
-    archive = Path(tempfile.mkdtemp(prefix="hwr-spark-")) / "hwr.zip"
-    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as bundle:
-        for path in sorted(PACKAGE.rglob("*.py")):
-            bundle.write(path, path.relative_to(PACKAGE.parent))
-        bundle.writestr(REQUIREMENTS_FILE.name, "\n".join(project_pins().values()) + "\n")
-    session.sparkContext.addPyFile(str(archive))
-    return str(archive)
 
 
 def stop_reason(cfg: TuneConfig, no_progress: str, deadline: float | None, n_done: int) -> str:
