@@ -7,7 +7,7 @@ PORT    ?= 5001
 # the MLflow experiment of the verbs' runs (as hwr.mlflow.runs.DEFAULT_EXPERIMENT for direct runs)
 EXPERIMENT ?= hwr
 
-.PHONY: venv venv-spark venv-tools train tune finetune promote predict test test-fast docs ui serve dockerfile bench clean
+.PHONY: venv venv-spark venv-server venv-tools train tune finetune promote predict test test-fast docs ui serve dockerfile bench server server-stop spark spark-stop clean
 
 venv: $(VENV)/.installed
 
@@ -22,6 +22,12 @@ venv-spark: $(VENV)/.spark  ## optional extra: pyspark for `tune -P backend=spar
 
 $(VENV)/.spark: $(VENV)/.installed requirements-spark.txt
 	$(VENV)/bin/pip install -q -r requirements-spark.txt
+	touch $@
+
+venv-server: $(VENV)/.server  ## optional extra: PostgreSQL driver + MLflow basic auth, for `make server`
+
+$(VENV)/.server: $(VENV)/.installed requirements-server.txt
+	$(VENV)/bin/pip install -q -r requirements-server.txt
 	touch $@
 
 venv-tools: .venv-tools/.installed  ## test tools in their own environment: OCR-D's page-to-alto (PAGE -> ALTO)
@@ -47,7 +53,7 @@ promote: venv        ## make promote ARGS="-P split=test": @challenger replaces 
 predict: venv        ## make predict ARGS="-P model=models:/hwr-crnn@champion -P split=test"
 	mlflow run . -e predict --env-manager local --experiment-name $(EXPERIMENT) $(ARGS)
 
-test: venv-spark venv-tools  ## the whole test suite (what .ci/run runs; includes the Spark extra and the tools)
+test: venv-spark venv-server venv-tools  ## the whole test suite (what .ci/run runs; includes the extras and the tools)
 	$(PY) -m pytest tests
 
 test-fast: venv venv-tools  ## the fast layer, while editing (no training): pytest -m "not slow"
@@ -67,6 +73,18 @@ dockerfile: venv     ## output/docker/: a Dockerfile + the champion model, to bu
 
 bench: venv          ## throughput and memory figures of the default model
 	$(PY) bench/train_throughput.py
+
+server: venv-server  ## team tracking server on 127.0.0.1: PostgreSQL + Ceph S3 + mlflow server (basic auth); prints the exports
+	bash stack/server.sh start
+
+server-stop:         ## stop what `make server` started (the data stays in .stack/)
+	bash stack/server.sh stop
+
+spark: venv-spark    ## Spark standalone cluster: master spark://127.0.0.1:7077 + two 1-core workers
+	bash stack/spark.sh start
+
+spark-stop:          ## stop the Spark master and workers
+	bash stack/spark.sh stop
 
 clean:
 	rm -rf $(VENV)
