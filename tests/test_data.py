@@ -102,3 +102,24 @@ def test_random_split_is_seeded_with_requested_fractions():
     assert (a == b).all()
     assert (a == "val").sum() == 100 and (a == "test").sum() == 200
     assert not (a == random_split(1000, 0.1, 0.2, seed=8)).all()
+
+
+@pytest.mark.parametrize("relative, key", [
+    ("images/a.png", "images/a.png"), ("./images//a.png", "images/a.png"), ("images/../b.png", "b.png"),
+    ("../secret.png", None), ("images/../../x.png", None), ("/etc/passwd", None), ("", None), ("..", None),
+])
+def test_s3_keys_never_leave_the_prefix(relative, key):
+    from hwr.data.remote import inside
+
+    assert inside(relative) == key
+
+
+def test_s3_uri_is_split_into_bucket_and_prefix():
+    from hwr.data.remote import is_remote, split_uri
+    from hwr.errors import BadInputError
+
+    assert split_uri("s3://team-data/letters/1870/") == ("team-data", "letters/1870")
+    assert split_uri("s3://team-data") == ("team-data", "")
+    assert is_remote("S3://x/y") and not is_remote("../shared/data/dhsd")
+    with pytest.raises(BadInputError, match="expected s3://bucket/prefix"):
+        split_uri("s3:///prefix")

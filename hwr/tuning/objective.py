@@ -158,6 +158,8 @@ class Objective:
 
 
 LOST_TRIAL = "the trial's process died before it finished (killed, e.g. by the out-of-memory killer)"
+LOST_EXECUTOR = ("the trial's Spark executor was lost before the trial finished (its worker died or was "
+                 "killed); Spark ran the trial again on another worker, or Hyperopt counted it as failed")
 
 
 @dataclass(frozen=True)
@@ -187,16 +189,24 @@ class IsolatedObjective:
 
     def _lost(self, sample: dict, started: float) -> dict:
         """Mark the child run the dead process left RUNNING as FAILED; a Hyperopt failure result."""
-        from mlflow import MlflowClient
-
         print(f"trial failed: {LOST_TRIAL}", flush=True)
-        client = MlflowClient(self.objective.tracking_uri)
-        parent = client.get_run(self.objective.parent_run_id)
-        running = client.search_runs([parent.info.experiment_id],
-                                     f"tags.mlflow.parentRunId = '{parent.info.run_id}' and attributes.status = 'RUNNING'",
-                                     order_by=["attributes.start_time DESC"], max_results=1)
-        run_id = running[0].info.run_id if running else None
-        if run_id:
-            client.set_tag(run_id, runs.ERROR, LOST_TRIAL)
-            client.set_terminated(run_id, status="FAILED")
-        return failure(run_id, LOST_TRIAL, to_params(sample), started)
+        stranded = fail_running_trials(self.objective.tracking_uri, self.objective.parent_run_id, LOST_TRIAL, 1)
+        return failure(stranded[0] if stranded else None, LOST_TRIAL, to_params(sample), started)
+
+
+def fail_running_trials(tracking_uri: str, parent_run_id: str, error: str, limit: int = 1000) -> list[str]:
+    """End the search's trial runs still RUNNING (newest first, at most ``limit``) as FAILED with
+    ``error`` (tag ``hwr.error``) and outcome ``failed``: runs whose process died before it could
+    end them. Returns their run ids."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    parent = client.get_run(parent_run_id)
+    running = client.search_runs([parent.info.experiment_id],
+                                 f"tags.mlflow.parentRunId = '{parent_run_id}' and attributes.status = 'RUNNING'",
+                                 order_by=["attributes.start_time DESC"], max_results=limit)
+    for run in running:
+        client.set_tag(run.info.run_id, runs.ERROR, error)
+        client.set_tag(run.info.run_id, runs.TRIAL_OUTCOME, "failed")
+        client.set_terminated(run.info.run_id, status="FAILED")
+    return [r.info.run_id for r in running]

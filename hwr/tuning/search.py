@@ -236,7 +236,7 @@ def run_tune(cfg: TuneConfig) -> TuneResult:
     import mlflow
     from hyperopt import fmin
 
-    from hwr.tuning.objective import IsolatedObjective, Objective
+    from hwr.tuning.objective import LOST_EXECUTOR, IsolatedObjective, Objective, fail_running_trials
     from hwr.tuning.summary import TuneResult, summarise
 
     cfg.validate()
@@ -280,6 +280,9 @@ def run_tune(cfg: TuneConfig) -> TuneResult:
         finally:
             if session is not None:
                 session.stop()
+        if cfg.backend == "spark" and (lost := fail_running_trials(objective.tracking_uri, parent_id, LOST_EXECUTOR)):
+            print(f"{len(lost)} trial runs lost their Spark executor and are marked FAILED: {', '.join(lost)}",
+                  flush=True)
         result = summarise(cfg, [d["result"] | {"trial": d["tid"] + 1} for d in done_trials(trials)],
                            [n for n, s in specs.items() if s["type"] != "fixed"], parent_id)
         runs.log_metrics({"search_time_s": time.monotonic() - started})
