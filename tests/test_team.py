@@ -189,21 +189,18 @@ def test_train_on_s3_data_and_predict_on_the_cluster(stack, s3_data, tmp_path, m
 
 
 def test_artifacts_survive_a_restart_of_the_stack(stack, tmp_path, monkeypatch):
-    import mlflow
     from mlflow import MlflowClient
 
     for name in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
         monkeypatch.setenv(name, stack[name])
-    mlflow.set_tracking_uri(stack["MLFLOW_TRACKING_URI"])
-    try:
-        mlflow.set_experiment("restart")
-        note = tmp_path / "note.txt"
-        note.write_text("kept")
-        with mlflow.start_run() as run:
-            mlflow.log_artifact(str(note))
-        sh(["bash", "stack/server.sh", "stop"], stack)
-        sh(["bash", "stack/server.sh", "start"], stack)
-        back = MlflowClient().download_artifacts(run.info.run_id, "note.txt", str(tmp_path / "back"))
-        assert Path(back).read_text() == "kept"
-    finally:
-        mlflow.set_tracking_uri(None)
+    # the client alone: mlflow.set_experiment would leave MLFLOW_EXPERIMENT_ID set for the later test modules
+    client = MlflowClient(stack["MLFLOW_TRACKING_URI"])
+    note = tmp_path / "note.txt"
+    note.write_text("kept")
+    run = client.create_run(client.create_experiment("restart"))
+    client.log_artifact(run.info.run_id, str(note))
+    client.set_terminated(run.info.run_id)
+    sh(["bash", "stack/server.sh", "stop"], stack)
+    sh(["bash", "stack/server.sh", "start"], stack)
+    back = client.download_artifacts(run.info.run_id, "note.txt", str(tmp_path / "back"))
+    assert Path(back).read_text() == "kept"
