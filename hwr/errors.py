@@ -35,3 +35,22 @@ class LexiconError(HwrError, ValueError):
 
 class TrialFailed(HwrError, RuntimeError):
     """A ``tune`` trial trained but its result is unusable (non-finite loss or metric)."""
+
+
+class TrainingDiverged(HwrError, RuntimeError):
+    """The training loss became NaN or infinite; the message names the epoch, the batch and the
+    learning rate, and how to resume from the last good checkpoint."""
+
+
+class TrackingUnavailable(HwrError, ConnectionError):
+    """The MLflow tracking server (or database) does not answer; the message names its URI."""
+
+
+class ModelsNotLogged(HwrError, RuntimeError):
+    """The trained models could not be logged to MLflow; they were saved to a local folder that the
+    message names, with the command that logs them later."""
+
+
+class TooManyUnreadable(HwrError, RuntimeError):
+    """``predict`` found more unreadable images than ``max_unreadable`` allows; the message gives the
+    count and the most common reason."""

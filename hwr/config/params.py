@@ -167,22 +167,28 @@ class Config:
     def declarations(cls) -> dict[str, tuple[Declaration, object]]:
         """Every flat parameter, in declaration order: name -> (declaration, default)."""
         out: dict[str, tuple[Declaration, object]] = {}
-        nested = cls.nested()
+        nested, own = cls.nested(), cls._own_names()
         for f in dataclasses.fields(cls):
             if f.name in nested:
-                out.update(nested[f.name].declarations())
+                out.update({k: v for k, v in nested[f.name].declarations().items() if k not in own})
             elif declaration(f) is not None:
                 out[f.name] = (declaration(f), f.default)
         return {k: v for k, v in out.items() if k not in cls.HIDDEN}
 
+    @classmethod
+    def _own_names(cls) -> set[str]:
+        """The declared fields of this class itself: a nested parameter of the same name is shadowed
+        (e.g. ``tune``'s own ``resume_run_id`` over its training configuration's)."""
+        return {f.name for f in dataclasses.fields(cls) if declaration(f) is not None}
+
     def flat_params(self) -> dict[str, object]:
         """Every flat parameter's value (lists as their text, e.g. ``conv_filters="32,64,128"``)."""
         out: dict[str, object] = {}
-        nested = self.nested()
+        nested, own = self.nested(), self._own_names()
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if f.name in nested:
-                out.update(value.flat_params())
+                out.update({k: v for k, v in value.flat_params().items() if k not in own})
             elif declaration(f) is not None:
                 out[f.name] = declaration(f).text(value) if declaration(f).text else value
         return {k: v for k, v in out.items() if k not in self.HIDDEN}

@@ -48,6 +48,7 @@ class PredictConfig(Config):
     deskew: bool = same_as(DataConfig, "deskew")
     line_fill: str = same_as(DataConfig, "line_fill")
     line_cache: str = same_as(DataConfig, "line_cache")
+    allow_links_outside: bool = same_as(DataConfig, "allow_links_outside")
     keep_existing: bool = param(False, "pages only: leave lines that already have a transcription untouched in "
                                        "the written page files (default: the prediction comes first and the "
                                        "old text is kept beside it)", parse=parse_bool)
@@ -69,6 +70,9 @@ class PredictConfig(Config):
                                 "number of images)", rule=POSITIVE)
     system_metrics: bool = same_as(TrainConfig, "system_metrics")
     max_images: int = param(0, "transcribe only the first N images (0 = all), for quick runs", rule=COUNT)
+    max_unreadable: float = param(0.5, "fail the run (status FAILED, exit 2) when more than this fraction of the "
+                                       "images is unreadable, or when all are; the per-row reasons stay in the "
+                                       "CSV", rule=UNIT_INTERVAL)
     backend: str = param("local", "local: transcribe in this process; spark: with mlflow.pyfunc.spark_udf on "
                                   "the Spark master `spark_master` (the images are read and checked here, "
                                   "transcribed on the executors; same CSV and report)", choices=BACKENDS)

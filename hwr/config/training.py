@@ -80,6 +80,10 @@ class DataConfig(Config):
     line_cache: str = param("~/.cache/hwr/lines", "pages only: folder where cut lines are kept for the next "
                                                   "run (keyed by the page file, its image and the cutting "
                                                   "settings)", rule=NOT_BLANK)
+    allow_links_outside: bool = param(False, "follow image paths that are symbolic links pointing outside the "
+                                             "data folder (for archives that keep their images behind links); "
+                                             "by default such a row is refused like a path with `..` or an "
+                                             "absolute path (true/false)", parse=parse_bool)
 
     def labels_path(self) -> Path:
         path = Path(self.labels)
@@ -154,6 +158,10 @@ class TrainConfig(Config):
     system_metrics: bool = param(True, "log the machine's CPU, memory, disk and network use (and GPU, where one "
                                        "exists) as system/* metrics of the run, sampled every 10 s (true/false)",
                                  parse=parse_bool)
+    resume_run_id: str = param("", "run id of an interrupted (killed, failed) run of this verb to continue in "
+                                   "that same run from its last epoch checkpoint (empty: a new run); the other "
+                                   "parameters must equal the run's, except the learning rates and "
+                                   "system_metrics")
 
 
 @dataclass(frozen=True)
@@ -187,6 +195,7 @@ class FinetuneConfig(Config):
     full_model_name: str = same_as(TrainConfig, "full_model_name")
     register: bool = same_as(TrainConfig, "register")
     system_metrics: bool = same_as(TrainConfig, "system_metrics")
+    resume_run_id: str = same_as(TrainConfig, "resume_run_id")
 
     def check(self) -> None:
         if self.head_epochs + self.full_epochs == 0:

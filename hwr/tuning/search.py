@@ -254,7 +254,7 @@ def run_tune(cfg: TuneConfig) -> TuneResult:
         print(f"tune parent run {parent_id} ({'resumed' if resumed else 'new'}); "
               f"{cfg.max_evals} trials of {cfg.trial_epochs} epochs, algo={cfg.algo}, backend={cfg.backend}",
               flush=True)
-        runs.log_params(cfg.flat_params() | cfg.train.flat_params())  # with epochs (= trial_epochs)
+        runs.log_params(cfg.train.flat_params() | cfg.flat_params())  # with epochs (= trial_epochs); the search's own resume_run_id
         runs.log_json(specs, SPACE_ARTIFACT)
         trials, session = make_trials(cfg)
         try:
