@@ -39,7 +39,8 @@ BEST_TRIAL = "hwr.best_trial"          # tune parent: the best trial's number
 REGISTERED_RUN_ID = "hwr.registered_run_id"  # tune parent: the trial whose models were registered
 BASELINE_TRIAL = "hwr.baseline_trial"  # tune parent: the trial that trained the run's own parameters
 SEARCH_STOP = "hwr.search_stop"        # tune parent: why the search ended
-RESUMED_RUN_ID = "hwr.resumed_run_id"  # the launcher run of a resumed search: which search it resumed
+RESUMED_RUN_ID = "hwr.resumed_run_id"  # the launcher run of a resumed run or search: which run it resumed
+RESUMED_AT_EPOCH = "hwr.resumed_at_epoch"  # a resumed train/finetune run: the checkpoint's epoch (the last resume's)
 
 
 def param_text(value) -> str:

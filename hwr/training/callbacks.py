@@ -4,6 +4,8 @@
 logs; the callbacks after it read them: :class:`BestWeights` keeps and restores the best epoch's
 weights, :class:`PlateauReduceLR` halves the learning rate and :class:`PlateauEarlyStopping` stops
 when ``val_cer`` stops improving, and :class:`StopOnNaN` stops at the first non-finite loss.
+Each callback with counters has ``get_state``/``set_state`` (and its arrays ``get_arrays``/
+``set_arrays``), so :class:`hwr.training.checkpoint.Checkpoint` can save and restore them.
 
 CTC training starts on a plateau where the model emits only blanks (every transcription empty,
 ``val_cer`` 1.0); leaving it can take many epochs, and a smaller learning rate or an early stop
@@ -51,6 +53,13 @@ class ValidationMetrics(keras.callbacks.Callback):
         self.extra_logs = extra_logs or {}
         self.started = time.monotonic()
 
+    def get_state(self) -> dict:
+        return {"elapsed_s": time.monotonic() - self.started}
+
+    def set_state(self, state: dict) -> None:
+        """Continue ``elapsed_s`` from a checkpoint: a resumed run counts only the time it trained."""
+        self.started = time.monotonic() - float(state["elapsed_s"])
+
     def on_train_begin(self, logs=None):
         self.recognizer = prediction_model(self.model)
 
@@ -83,23 +92,45 @@ class BestWeights(keras.callbacks.Callback):
         if self.weights is not None:
             self.model.set_weights(self.weights)
 
+    def get_state(self) -> dict:
+        return {"best_cer": self.best_cer, "best_epoch": self.best_epoch}
+
+    def set_state(self, state: dict) -> None:
+        self.best_cer, self.best_epoch = float(state["best_cer"]), int(state["best_epoch"])
+
+    def get_arrays(self):
+        return self.weights
+
+    def set_arrays(self, arrays) -> None:
+        self.weights = list(arrays)
+
 
 class _PlateauGate:
     """Mixin for a Keras monitor callback: its ``on_epoch_end`` runs only once the model has left
     CTC's all-blank plateau (some epoch with ``val_empty_rate`` < 1); before, epochs count for nothing."""
 
     left_plateau = False
+    COUNTERS: tuple[str, ...] = ("wait", "best")
 
     def on_epoch_end(self, epoch, logs=None):
         self.left_plateau = self.left_plateau or (logs or {}).get(EMPTY_RATE, 0.0) < 1.0
         if self.left_plateau:
             super().on_epoch_end(epoch, logs)
 
+    def get_state(self) -> dict:
+        return {"left_plateau": self.left_plateau, **{k: getattr(self, k) for k in self.COUNTERS}}
+
+    def set_state(self, state: dict) -> None:
+        for key, value in state.items():
+            setattr(self, key, value)
+
 
 class PlateauReduceLR(_PlateauGate, keras.callbacks.ReduceLROnPlateau):
     """Halve the learning rate after every :data:`LR_PATIENCE` epochs without a better ``val_cer``,
     down to :data:`MIN_LR_FRACTION` of the rate training started with (Keras' ``ReduceLROnPlateau``,
     gated by the all-blank plateau)."""
+
+    COUNTERS = ("wait", "best", "cooldown_counter", "min_lr")
 
     def __init__(self, patience: int = LR_PATIENCE, factor: float = LR_FACTOR,
                  min_fraction: float = MIN_LR_FRACTION):
@@ -115,13 +146,16 @@ class PlateauEarlyStopping(_PlateauGate, keras.callbacks.EarlyStopping):
     """Stop after ``patience`` epochs without a better ``val_cer`` (Keras' ``EarlyStopping``,
     gated by the all-blank plateau; :class:`BestWeights` restores the best weights)."""
 
+    COUNTERS = ("wait", "best", "best_epoch")
+
     def __init__(self, patience: int):
         super().__init__(monitor=MONITOR, mode="min", patience=patience, min_delta=0.0)
 
 
 class StopOnNaN(keras.callbacks.TerminateOnNaN):
     """Stop training at the first batch whose loss is NaN or infinite (Keras' ``TerminateOnNaN``)
-    and remember where: ``nan_at`` is ``(epoch, batch, learning_rate)`` (1-based epoch), or None."""
+    and remember where: ``nan_at`` is ``(epoch, batch, learning_rate)`` (1-based epoch and batch),
+    or None; :func:`hwr.training.fit.fit` then raises :class:`hwr.errors.TrainingDiverged`."""
 
     nan_at: tuple[int, int, float] | None = None
     epoch = 0
@@ -133,9 +167,8 @@ class StopOnNaN(keras.callbacks.TerminateOnNaN):
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(float(loss)) and self.nan_at is None:
             self.nan_at = (self.epoch + 1, batch + 1, learning_rate(self.model))
-            print(f"loss became {float(loss)} in epoch {self.nan_at[0]}, batch {self.nan_at[1]} "
-                  f"(learning rate {self.nan_at[2]:g}): training stopped", flush=True)
-        super().on_batch_end(batch, logs)
+            self.loss = float(loss)
+            self.model.stop_training = True
 
 
 class Deadline(keras.callbacks.Callback):

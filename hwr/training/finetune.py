@@ -27,14 +27,17 @@ from hwr.data.labels import BadInputLog, read_labels
 from hwr.data.pages.lines import as_csv
 from hwr.data.pipeline import as_model_input
 from hwr.data.remote import local_view
-from hwr.errors import ConfigError
+from hwr.errors import ConfigError, TrainingDiverged
 from hwr.evaluation import metrics
 from hwr.mlflow import runs
 from hwr.mlflow.packaging import FULL_MODEL_NAME, KIND_KEY
 from hwr.model import transfer
 from hwr.model.crnn import compile_model, prediction_model
 from hwr.model.inference import transcribe
+from hwr.mlflow.checkpoints import log_checkpoint, take_over_launcher
+from hwr.training.checkpoint import Checkpoint, TrainingState, restore_model
 from hwr.training.fit import fit
+from hwr.training.resume import diverged_hint, params_text, resume_state, resumed_lr
 from hwr.training.steps import TrainResult, datasets, finish_run, log_data_summary, log_results, register_result
 
 PHASE_METRICS = ("loss", "val_loss", "val_cer", "val_wer")
@@ -99,18 +102,40 @@ def phase_logger(phase: int):
     return log
 
 
-def run_phases(model: keras.Model, cfg: FinetuneConfig, train_cfg: TrainConfig, data: PreparedData):
+CARRY = "carry"  # checkpoint arrays of the best epoch of the phases before the current one
+
+
+def carried_best(state: TrainingState | None) -> tuple[float, int, dict | None]:
+    """``(best_val_cer, best_epoch, layer weights)`` of the phases a checkpoint's phase follows."""
+    if state is None or state.extra.get("best_epoch", 0) == 0:
+        return float("inf"), 0, None
+    layers: dict[str, list] = {}
+    for key in sorted(k for k in state.arrays if k.startswith(CARRY + "/")):
+        _, layer, index = key.split("/")
+        layers.setdefault(layer, {})[int(index)] = state.arrays[key]
+    weights = {name: [values[i] for i in sorted(values)] for name, values in layers.items()}
+    return float(state.extra["best_cer"]), int(state.extra["best_epoch"]), weights
+
+
+def run_phases(model: keras.Model, cfg: FinetuneConfig, train_cfg: TrainConfig, data: PreparedData,
+               resume: TrainingState | None = None):
     """Phase 1 (frozen up to ``freeze_until``) then phase 2 (all trainable); steps continue
-    across phases. The model ends with the weights of the best epoch of either phase.
+    across phases, and every epoch ends with a checkpoint (its ``phase`` and the best epoch of the
+    phases before it). ``resume``: skip the phases before the checkpoint's and continue its phase.
+    The model ends with the weights of the best epoch of either phase.
 
     Returns ``(history, best_val_cer, best_epoch)`` (epoch 1-based over both phases).
     """
-    train_ds, val_ds = datasets(train_cfg, data)
+    train_ds, val_ds = datasets(train_cfg, data, resume.epoch if resume else 0)
     val_images = as_model_input(data.images["val"])
-    plan = [(1, cfg.head_epochs, cfg.head_lr), (2, cfg.full_epochs, cfg.full_lr)]
-    histories, best = [], (float("inf"), 0, None)
-    for phase, epochs, lr in plan:
-        if not epochs:
+    plan = [(1, cfg.head_epochs, cfg.head_lr, "head_lr"), (2, cfg.full_epochs, cfg.full_lr, "full_lr")]
+    params = params_text(cfg)
+    best = carried_best(resume)
+    offset = int(resume.extra.get("offset", 0)) if resume else 0
+    earlier = [h for h in resume.history if h["epoch"] <= offset] if resume else []
+    histories = [pd.DataFrame(earlier)] if earlier else []
+    for phase, epochs, lr, lr_param in plan:
+        if not epochs or (resume is not None and phase < resume.phase):
             continue
         if phase == 1:
             frozen = transfer.freeze_until(model, cfg.freeze_until)
@@ -118,9 +143,17 @@ def run_phases(model: keras.Model, cfg: FinetuneConfig, train_cfg: TrainConfig, 
         else:
             transfer.unfreeze(model)
         compile_model(model, lr)
+        state = resume if resume is not None and resume.phase == phase else None
+        if state is not None:
+            restore_model(model, state, resumed_lr(lr, state, lr_param))
         offset = sum(len(h) for h in histories)
+        carry = pack_layers(CARRY, best[2]) if best[2] is not None else {}
+        checkpoint = Checkpoint(log_checkpoint, params, state, phase, {"offset": offset, "best_cer": best[0],
+                                "best_epoch": best[1]}, pd.concat(histories).to_dict("records") if histories else [],
+                                carry)
         history, callback = fit(model, train_ds, val_ds, val_images, data.texts("val"), data.charset, epochs,
-                                cfg.patience, phase_logger(phase), step_offset=offset, extra_logs={"phase": phase})
+                                cfg.patience, phase_logger(phase), step_offset=offset, extra_logs={"phase": phase},
+                                checkpoint=checkpoint)
         histories.append(history)
         if callback.best_cer < best[0]:
             best = (callback.best_cer, offset + callback.best_epoch + 1, transfer.layer_weights(model))
@@ -129,20 +162,27 @@ def run_phases(model: keras.Model, cfg: FinetuneConfig, train_cfg: TrainConfig, 
     return pd.concat(histories, ignore_index=True), best[0], best[1]
 
 
-def finetune_and_log(cfg: FinetuneConfig) -> tuple[TrainResult, BaseModel]:
-    """Fine-tune inside the active MLflow run and log everything but the registration.
+def pack_layers(prefix: str, weights: dict[str, list]) -> dict:
+    """``{prefix/layer/i: array}`` of :func:`hwr.model.transfer.layer_weights` (read by :func:`carried_best`)."""
+    return {f"{prefix}/{layer}/{i}": w for layer, values in weights.items() for i, w in enumerate(values)}
+
+
+def finetune_and_log(cfg: FinetuneConfig, resume: TrainingState | None = None) -> tuple[TrainResult, BaseModel]:
+    """Fine-tune inside the active MLflow run and log everything but the registration; ``resume``:
+    the run's last checkpoint, to continue from (the active run is that run).
 
     Raises:
         ConfigError: bad base model or ``freeze_until`` (checked before any data is read).
-        BadInputError: bad data, as in ``train``.
+        BadInputError: bad data, as in ``train``. TrainingDiverged: the loss became NaN or infinite.
     """
     started = time.monotonic()
     base = resolve_base_model(cfg.base_model)
     mlflow.set_tags({runs.BASE_MODEL: base.uri, runs.BASE_RUN_ID: base.run_id or ""})
-    if base.model_id:  # the run's model input: the UI links the base model to this run
+    if base.model_id and resume is None:  # the run's model input: the UI links the base model to this run
         mlflow.log_input(model=LoggedModelInput(base.model_id))
     runs.log_params(cfg.flat_params())
-    runs.log_json(dataclasses.asdict(cfg), "config.json")
+    if resume is None:
+        runs.log_json(dataclasses.asdict(cfg), "config.json")
     base_full = mlflow.tensorflow.load_model(base.uri)
     model_cfg = transfer.model_config_of(base_full)
     transfer.freeze_until(base_full, cfg.freeze_until)  # validates the layer name before data is read
@@ -155,27 +195,47 @@ def finetune_and_log(cfg: FinetuneConfig) -> tuple[TrainResult, BaseModel]:
     print(f"base model {base.uri}: {len(base.charset)} characters; adding {len(added)}: {added!r}", flush=True)
     data = prepare_data(cfg.data, model_cfg, cfg.seed, charset=charset)
     splits = log_data_summary(data, cfg.data)
-    baseline = base_val_cer(base_full, base.charset, data)
-    runs.log_metrics(baseline | {"n_added_chars": len(added)})
-    print(f"base model on the new val split: cer {baseline['base_val_cer']:.4f}", flush=True)
+    if resume is None:
+        baseline = base_val_cer(base_full, base.charset, data)
+        runs.log_metrics(baseline | {"n_added_chars": len(added)})
+        print(f"base model on the new val split: cer {baseline['base_val_cer']:.4f}", flush=True)
+    else:
+        mlflow.set_tag(runs.RESUMED_AT_EPOCH, str(resume.epoch))
+        print(f"resuming run {mlflow.active_run().info.run_id} after epoch {resume.epoch} (phase {resume.phase})",
+              flush=True)
     model = transfer.rebuild_with_classes(base_full, charset.num_classes, cfg.seed)
-    history, best_cer, best_epoch = run_phases(model, cfg, train_cfg, data)
+    history, best_cer, best_epoch = run_phases(model, cfg, train_cfg, data, resume)
     lineage = {"base_model": base.uri, "base_run_id": base.run_id or ""}
     result = log_results(model, data, history, best_cer, best_epoch, lineage, test_dataset=splits["test"])
-    runs.log_metrics({"train_time_s": time.monotonic() - started})
+    runs.log_metrics({"train_time_s": time.monotonic() - started + (resume.elapsed_s if resume else 0.0)})
     return result, base
 
 
 def run_finetune(cfg: FinetuneConfig) -> TrainResult:
-    """The ``finetune`` entry point: one MLflow run (the one ``mlflow run`` opened, if any).
+    """The ``finetune`` entry point: one MLflow run (the one ``mlflow run`` opened, if any, or the run
+    ``resume_run_id`` names).
 
-    The base model is checked before the run starts, so a bad URI leaves no failed run behind.
+    The base model (and a resume's run and parameters) are checked before the run starts, so a bad
+    URI leaves no failed run behind.
+
+    Raises:
+        ConfigError: a bad base model, or a run that cannot be resumed with these parameters.
+        TrainingDiverged: a NaN loss (the run ends FAILED, its last checkpoint kept).
     """
     cfg.validate()
     resolve_base_model(cfg.base_model)
-    with mlflow.start_run(tags={runs.VERB: "finetune"}, log_system_metrics=cfg.system_metrics):
-        runs.name_run("finetune", cfg.data.data)
-        result, base = finetune_and_log(cfg)
+    resume = resume_state(cfg.resume_run_id, ("finetune",), cfg.flat_params()) if cfg.resume_run_id else None
+    if resume is not None:
+        take_over_launcher(cfg.resume_run_id)
+    with mlflow.start_run(run_id=cfg.resume_run_id or None, tags={runs.VERB: "finetune"},
+                          log_system_metrics=cfg.system_metrics) as run:
+        if resume is None:
+            runs.name_run("finetune", cfg.data.data)
+        try:
+            result, base = finetune_and_log(cfg, resume)
+        except TrainingDiverged as exc:
+            lr, name = (cfg.full_lr, "full_lr") if cfg.full_epochs else (cfg.head_lr, "head_lr")
+            raise diverged_hint(exc, run.info.run_id, lr, name) from exc
         train_cfg = cfg.train_config(ModelConfig())
         tags = {"base_model": base.uri, "base_run_id": base.run_id or ""}
         finish_run(result, train_cfg, register_result(result, train_cfg, tags=tags) if cfg.register else None)

@@ -1,6 +1,7 @@
 """Fitting a full CRNN with the training loop's callbacks (:mod:`hwr.training.callbacks`):
-per-epoch validation CER/WER, best-epoch weights, learning-rate halving, early stopping and a
-stop at the first NaN loss.
+per-epoch validation CER/WER, best-epoch weights, learning-rate halving, early stopping, a
+stop at the first NaN loss (:class:`hwr.errors.TrainingDiverged`) and, given a
+:class:`~hwr.training.checkpoint.Checkpoint`, a checkpoint after every epoch and the resume from one.
 
 Knows nothing of MLflow: per-epoch metrics go to an ``on_epoch(epoch, logs)`` callable.
 """
@@ -16,6 +17,8 @@ import pandas as pd
 import tensorflow as tf
 
 from hwr.data.charset import Charset
+from hwr.errors import TrainingDiverged
+from hwr.training.checkpoint import Checkpoint
 from hwr.training.callbacks import (BestWeights, PlateauEarlyStopping, PlateauReduceLR, StopOnNaN,
                                     ValidationMetrics)
 
@@ -35,7 +38,8 @@ def epoch_report(best: BestWeights, on_epoch: EpochHook | None, step_offset: int
 def fit(model: keras.Model, train_ds: tf.data.Dataset, val_ds: tf.data.Dataset | None, val_images: np.ndarray,
         val_texts, charset: Charset, epochs: int, patience: int, on_epoch: EpochHook | None = None,
         step_offset: int = 0, extra_logs: dict | None = None,
-        callbacks: tuple[keras.callbacks.Callback, ...] = ()) -> tuple[pd.DataFrame, BestWeights]:
+        callbacks: tuple[keras.callbacks.Callback, ...] = (),
+        checkpoint: Checkpoint | None = None) -> tuple[pd.DataFrame, BestWeights]:
     """Train a compiled full model; the model ends with its best-``val_cer`` weights.
 
     Args:
@@ -44,19 +48,40 @@ def fit(model: keras.Model, train_ds: tf.data.Dataset, val_ds: tf.data.Dataset |
         on_epoch: called with ``(epoch, logs)`` after each epoch (epoch from 0, plus ``step_offset``).
         step_offset: added to epoch numbers (for fits in several phases); extra_logs: added to every epoch's logs.
         callbacks: more callbacks (e.g. a time limit or pruning), run after the best-weights one.
+        checkpoint: saves a checkpoint after every epoch; when it carries a state to resume
+            (``checkpoint.resume``, whose weights :func:`~hwr.training.checkpoint.restore_model` put
+            into ``model``), training continues at that state's epoch with its counters.
 
     Returns:
         The per-epoch history (``epoch`` 1-based, plus ``step_offset``; ``loss``, ``val_loss``,
-        ``val_cer``, ``val_wer``, ``learning_rate``, ...) and the :class:`BestWeights` callback
-        (``best_cer``, ``best_epoch``).
+        ``val_cer``, ``val_wer``, ``learning_rate``, ...; a resumed fit's includes the epochs before
+        the checkpoint) and the :class:`BestWeights` callback (``best_cer``, ``best_epoch``).
+
+    Raises:
+        TrainingDiverged: the loss became NaN or infinite (the epoch, batch and learning rate named).
     """
     best = BestWeights()
     policy = [ValidationMetrics(val_images, val_texts, charset, extra_logs), StopOnNaN(), best, PlateauReduceLR()]
     if patience:
         policy.append(PlateauEarlyStopping(patience))
     policy += [*callbacks, epoch_report(best, on_epoch, step_offset)]
+    if checkpoint is not None:
+        policy.append(checkpoint.attach(policy, step_offset))
     verbose = 1 if sys.stdout.isatty() else 2
-    history = model.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=policy, verbose=verbose)
+    initial = checkpoint.resume.epoch - step_offset if checkpoint and checkpoint.resume else 0
+    if checkpoint and checkpoint.resume and checkpoint.resume.stopped:
+        epochs = initial  # early stopping had ended this fit: only restore the best weights
+    history = model.fit(train_ds, validation_data=val_ds, epochs=epochs, initial_epoch=initial, callbacks=policy,
+                        verbose=verbose)
+    stop = policy[1]
+    if stop.nan_at is not None:
+        epoch, batch, lr = stop.nan_at
+        raise TrainingDiverged(f"loss became {stop.loss} in epoch {epoch + step_offset}, batch {batch} "
+                               f"(learning rate {lr:g})")
     frame = pd.DataFrame(history.history)
-    frame.insert(0, "epoch", np.arange(1, len(frame) + 1) + step_offset)
+    frame.insert(0, "epoch", np.asarray(history.epoch, dtype=int) + 1 + step_offset)
+    if checkpoint is not None and checkpoint.resume is not None:
+        before = pd.DataFrame(checkpoint.resume.history)  # this fit's epochs before the checkpoint
+        before = before[(before.epoch > step_offset) & (before.epoch <= checkpoint.resume.epoch)]
+        frame = pd.concat([before, frame], ignore_index=True)
     return frame, best

@@ -57,11 +57,12 @@ def build_model(cfg: TrainConfig, charset: Charset) -> keras.Model:
     return compile_model(build_crnn(cfg.model, charset.num_classes), cfg.lr)
 
 
-def datasets(cfg: TrainConfig, data: PreparedData):
-    """Training and validation tf.data pipelines (training shuffled and augmented)."""
+def datasets(cfg: TrainConfig, data: PreparedData, first_epoch: int = 0):
+    """Training and validation tf.data pipelines (training shuffled and augmented, seeded with
+    ``cfg.seed + first_epoch``: a resumed run draws a new order rather than epoch 1's again)."""
     charset = data.charset
     train_ds = make_dataset(data.images["train"], pad_labels(data.texts("train"), charset), cfg.batch_size,
-                            shuffle=True, augment_images=cfg.augment, seed=cfg.seed)
+                            shuffle=True, augment_images=cfg.augment, seed=cfg.seed + first_epoch)
     val_ds = make_dataset(data.images["val"], pad_labels(data.texts("val"), charset), cfg.batch_size,
                           shuffle=False, augment_images=False, seed=cfg.seed)
     return train_ds, val_ds

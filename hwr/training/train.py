@@ -1,6 +1,8 @@
 """The ``train`` verb: labelled folder -> fitted CRNN -> CER/WER -> two registered models.
 
-``tune`` calls :func:`train_and_log` inside each nested trial run.
+Every epoch ends with a checkpoint in the run (:mod:`hwr.training.checkpoint`), and
+``resume_run_id`` continues a killed or failed run in that same run. ``tune`` calls
+:func:`train_and_log` inside each nested trial run.
 """
 
 from __future__ import annotations
@@ -14,38 +16,69 @@ import mlflow
 from hwr.config import TrainConfig
 from hwr.data.dataset import prepare_data
 from hwr.data.pipeline import as_model_input
+from hwr.errors import TrainingDiverged
 from hwr.mlflow import runs
+from hwr.mlflow.checkpoints import log_checkpoint, take_over_launcher
+from hwr.training.checkpoint import Checkpoint, TrainingState, restore_model
 from hwr.training.fit import fit
+from hwr.training.resume import diverged_hint, params_text, resume_state, resumed_lr
 from hwr.training.steps import (TrainResult, build_model, datasets, finish_run, log_data_summary, log_results,
                                 register_result)
 
 
-def train_and_log(cfg: TrainConfig, callbacks: tuple[keras.callbacks.Callback, ...] = ()) -> TrainResult:
+def train_and_log(cfg: TrainConfig, callbacks: tuple[keras.callbacks.Callback, ...] = (),
+                  resume: TrainingState | None = None) -> TrainResult:
     """Train one model inside the active MLflow run and log everything but the registration.
-    ``callbacks`` go to :func:`hwr.training.fit.fit` (``tune`` passes its pruning and time limit)."""
+    ``callbacks`` go to :func:`hwr.training.fit.fit` (``tune`` passes its pruning and time limit);
+    ``resume``: the run's last checkpoint, to continue from (the active run is that run).
+
+    Raises:
+        TrainingDiverged: the loss became NaN or infinite.
+    """
     started = time.monotonic()
     cfg.validate()
     runs.log_params(cfg.flat_params())
-    runs.log_json(dataclasses.asdict(cfg), "config.json")
-    keras.utils.set_random_seed(cfg.seed)
+    if resume is None:
+        runs.log_json(dataclasses.asdict(cfg), "config.json")
+    first_epoch = resume.epoch if resume else 0
     data = prepare_data(cfg.data, cfg.model, cfg.seed)
     splits = log_data_summary(data, cfg.data)
     full = build_model(cfg, data.charset)
     runs.log_metrics({"num_params": full.count_params()})
-    train_ds, val_ds = datasets(cfg, data)
+    if resume is not None:
+        restore_model(full, resume, resumed_lr(cfg.lr, resume))
+        mlflow.set_tag(runs.RESUMED_AT_EPOCH, str(resume.epoch))
+        print(f"resuming run {mlflow.active_run().info.run_id} after epoch {resume.epoch}", flush=True)
+    keras.utils.set_random_seed(cfg.seed + first_epoch)
+    train_ds, val_ds = datasets(cfg, data, first_epoch)
+    checkpoint = Checkpoint(log_checkpoint, params_text(cfg), resume)
     history, best = fit(full, train_ds, val_ds, as_model_input(data.images["val"]), data.texts("val"),
-                        data.charset, cfg.epochs, cfg.patience, runs.epoch_logger(), callbacks=callbacks)
+                        data.charset, cfg.epochs, cfg.patience, runs.epoch_logger(), callbacks=callbacks,
+                        checkpoint=checkpoint)
     result = log_results(full, data, history, best.best_cer, best.best_epoch + 1, test_dataset=splits["test"])
-    runs.log_metrics({"train_time_s": time.monotonic() - started})
+    runs.log_metrics({"train_time_s": time.monotonic() - started + (resume.elapsed_s if resume else 0.0)})
     return result
 
 
 def run_train(cfg: TrainConfig) -> TrainResult:
-    """The ``train`` entry point: one MLflow run (the one ``mlflow run`` opened, if any), tagged
-    ``hwr.verb=train``."""
+    """The ``train`` entry point: one MLflow run (the one ``mlflow run`` opened, if any, or the run
+    ``resume_run_id`` names), tagged ``hwr.verb=train``.
+
+    Raises:
+        ConfigError: a run that cannot be resumed with these parameters (before any data is read).
+        TrainingDiverged: a NaN loss (the run ends FAILED, its last checkpoint kept).
+    """
     cfg.validate()
-    with mlflow.start_run(tags={runs.VERB: "train"}, log_system_metrics=cfg.system_metrics):
-        runs.name_run("train", cfg.data.data)
-        result = train_and_log(cfg)
+    resume = resume_state(cfg.resume_run_id, ("train",), cfg.flat_params()) if cfg.resume_run_id else None
+    if resume is not None:
+        take_over_launcher(cfg.resume_run_id)
+    with mlflow.start_run(run_id=cfg.resume_run_id or None, tags={runs.VERB: "train"},
+                          log_system_metrics=cfg.system_metrics) as run:
+        if resume is None:
+            runs.name_run("train", cfg.data.data)
+        try:
+            result = train_and_log(cfg, resume=resume)
+        except TrainingDiverged as exc:
+            raise diverged_hint(exc, run.info.run_id, cfg.lr) from exc
         finish_run(result, cfg, register_result(result, cfg) if cfg.register else None)
     return result

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import os
 import pickle
 import tempfile
 import time
@@ -236,16 +235,15 @@ def run_tune(cfg: TuneConfig) -> TuneResult:
     import mlflow
     from hyperopt import fmin
 
+    from hwr.mlflow.checkpoints import take_over_launcher
     from hwr.tuning.objective import LOST_EXECUTOR, IsolatedObjective, Objective, fail_running_trials
     from hwr.tuning.summary import TuneResult, summarise
 
     cfg.validate()
     specs = cfg.space()
     resumed = load_resume(cfg, specs) if cfg.resume_run_id else None
-    launcher = os.environ.get("MLFLOW_RUN_ID")
-    if resumed is not None and launcher and launcher != cfg.resume_run_id:
-        os.environ.pop("MLFLOW_RUN_ID")  # `mlflow run` opened a new run: reopen the search's instead
-        mlflow.MlflowClient().set_tag(launcher, runs.RESUMED_RUN_ID, cfg.resume_run_id)
+    if resumed is not None:
+        take_over_launcher(cfg.resume_run_id)  # `mlflow run` opened a new run: reopen the search's instead
     started = time.monotonic()
     deadline = time.time() + 60 * cfg.max_minutes if cfg.max_minutes else None
     with mlflow.start_run(run_id=cfg.resume_run_id or None, run_name=None if resumed else "tune",
