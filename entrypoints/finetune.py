@@ -17,10 +17,10 @@ from hwr.config import FinetuneConfig
 
 def main() -> None:
     config = parse_config(FinetuneConfig, __doc__)
-    from hwr.mlflow.runs import use_default_experiment
+    from hwr.mlflow.tracking import connect
+    connect(new_run=not config.resume_run_id)  # one line within seconds when the tracking server does not answer
     from hwr.training.finetune import run_finetune
 
-    use_default_experiment()
     run_finetune(config)
 
 

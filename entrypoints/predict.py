@@ -14,10 +14,10 @@ from hwr.config import PredictConfig
 
 def main() -> None:
     config = parse_config(PredictConfig, __doc__)
-    from hwr.mlflow.runs import use_default_experiment
+    from hwr.mlflow.tracking import connect
+    connect()  # one line within seconds when the tracking server does not answer
     from hwr.prediction.predict import run_predict
 
-    use_default_experiment()
     run_predict(config)
 
 

@@ -16,10 +16,10 @@ from hwr.config import PromoteConfig
 
 def main() -> None:
     config = parse_config(PromoteConfig, __doc__)
-    from hwr.mlflow.runs import use_default_experiment
+    from hwr.mlflow.tracking import connect
+    connect()  # one line within seconds when the tracking server does not answer
     from hwr.promotion.promote import run_promote
 
-    use_default_experiment()
     run_promote(config)
 
 

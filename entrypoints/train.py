@@ -10,10 +10,10 @@ from hwr.config import TrainConfig
 
 def main() -> None:
     config = parse_config(TrainConfig, __doc__)
-    from hwr.mlflow.runs import use_default_experiment
+    from hwr.mlflow.tracking import connect
+    connect(new_run=not config.resume_run_id)  # one line within seconds when the tracking server does not answer
     from hwr.training.train import run_train
 
-    use_default_experiment()
     run_train(config)
 
 

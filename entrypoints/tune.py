@@ -17,10 +17,10 @@ from hwr.tuning.config import TuneConfig
 
 def main() -> None:
     config = parse_config(TuneConfig, __doc__)
-    from hwr.mlflow.runs import use_default_experiment
+    from hwr.mlflow.tracking import connect
+    connect(new_run=not config.resume_run_id)  # one line within seconds when the tracking server does not answer
     from hwr.tuning.search import run_tune
 
-    use_default_experiment()
     run_tune(config)
 
 

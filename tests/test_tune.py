@@ -283,14 +283,15 @@ def test_no_progress_counts_trials_since_the_best_and_failures_count_as_no_progr
 
 
 def test_baseline_point_is_the_runs_own_parameters_in_hyperopt_form(tmp_path, dhsd_subset):
-    from hwr.tuning.search import baseline_point
+    from hwr.tuning.search import space_point
 
     space = {"base": "none", "params": {"lr": {"type": "loguniform", "low": 1e-4, "high": 1e-2},
                                         "conv_filters": ["16,32", "32,64"], "kernel_size": 3}}
     cfg = tune_config(dhsd_subset, tmp_path, space, lr=0.002)
-    assert baseline_point(cfg, cfg.space()) == {"lr": 0.002, "conv_filters": 0}  # a choice by its index
+    assert space_point(cfg.train.flat_params(), cfg.space()) == {"lr": 0.002, "conv_filters": 0}  # a choice by its index
+    assert space_point({"lr": "0.002", "conv_filters": "32,64"}, cfg.space()) == {"lr": 0.002, "conv_filters": 1}  # logged text
     cfg = tune_config(dhsd_subset, tmp_path, space, conv_filters="8,8")
-    assert baseline_point(cfg, cfg.space()) is None
+    assert space_point(cfg.train.flat_params(), cfg.space()) is None
 
 
 def test_deadline_stops_training_within_a_batch():

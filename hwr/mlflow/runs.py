@@ -8,6 +8,7 @@ artifacts under ``mlruns/``) unless ``MLFLOW_TRACKING_URI`` says otherwise; the 
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import math
 import os
@@ -59,6 +60,26 @@ def use_default_experiment() -> None:
 
 # the names MLflow generates for unnamed runs, e.g. "brave-owl-123"
 GENERATED_NAME = re.compile(r"^[a-z]+-[a-z]+-\d+$")
+
+
+@contextlib.contextmanager
+def verb_run(**start_run_args):
+    """``mlflow.start_run(**start_run_args)`` for a verb: the run ends FINISHED, or FAILED (KILLED on
+    Ctrl-C) when an exception leaves the block. When even that cannot be recorded (the tracking
+    server is down), a note says so and the block's own error is the one raised, not MLflow's."""
+    run = mlflow.start_run(**start_run_args)
+    try:
+        yield run
+    except BaseException as exc:
+        status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
+        try:
+            mlflow.end_run(status)
+        except Exception as end_error:  # the tracking server went away with the run
+            print(f"note: run {run.info.run_id} could not be marked {status} "
+                  f"({str(end_error).splitlines()[0][:200]})", flush=True)
+            os.environ.pop("MLFLOW_RUN_ID", None)
+        raise
+    mlflow.end_run()
 
 
 def name_run(verb: str, data: str) -> None:

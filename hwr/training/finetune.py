@@ -227,8 +227,8 @@ def run_finetune(cfg: FinetuneConfig) -> TrainResult:
     resume = resume_state(cfg.resume_run_id, ("finetune",), cfg.flat_params()) if cfg.resume_run_id else None
     if resume is not None:
         take_over_launcher(cfg.resume_run_id)
-    with mlflow.start_run(run_id=cfg.resume_run_id or None, tags={runs.VERB: "finetune"},
-                          log_system_metrics=cfg.system_metrics) as run:
+    with runs.verb_run(run_id=cfg.resume_run_id or None, tags={runs.VERB: "finetune"},
+                       log_system_metrics=cfg.system_metrics) as run:
         if resume is None:
             runs.name_run("finetune", cfg.data.data)
         try:

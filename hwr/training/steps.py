@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import keras
 import mlflow
 import pandas as pd
+from mlflow import MlflowClient
 
 from hwr.config import TrainConfig
 from hwr.config.training import SPLITS
@@ -23,6 +24,8 @@ from hwr.evaluation import metrics
 from hwr.config import DataConfig
 from hwr.mlflow import runs
 from hwr.mlflow.datasets import data_source, log_splits
+from hwr.errors import ModelsNotLogged
+from hwr.mlflow.fallback import log_saved, save_unlogged
 from hwr.mlflow.packaging import LoggedModels, log_models
 from hwr.mlflow.registry import AUTO, register
 from hwr.model.crnn import build_crnn, compile_model, prediction_model
@@ -97,17 +100,43 @@ def log_results(full: keras.Model, data: PreparedData, history: pd.DataFrame, be
     split's dataset input), so each logged model shows the metrics of the weights it holds.
     """
     test = evaluate(prediction_model(full), data, "test")
-    runs.log_metrics({"best_val_cer": best_cer, "best_epoch": best_epoch})
-    runs.log_frame(history, "history.csv")
+    run_id = mlflow.active_run().info.run_id
     examples = data.frames["test"]["path"].head(2).tolist()
-    summary: list[str] = []
-    full.summary(print_fn=lambda line, **_: summary.append(line))
-    mlflow.log_text("\n".join(summary), "model_summary.txt")
-    models = log_models(full, data.charset, examples, extra_metadata, step=best_epoch - 1)
-    runs.log_metrics({"test_cer": test["cer"], "test_wer": test["wer"]}, model_ids=models.ids, dataset=test_dataset)
+    metrics = {"test_cer": test["cer"], "test_wer": test["wer"]}
     print(f"best val_cer {best_cer:.4f} (epoch {best_epoch}); test_cer {test['cer']:.4f}, "
           f"test_wer {test['wer']:.4f}", flush=True)
-    return TrainResult(mlflow.active_run().info.run_id, best_cer, test["cer"], test["wer"], best_epoch, models)
+    try:
+        runs.log_metrics({"best_val_cer": best_cer, "best_epoch": best_epoch})
+        runs.log_frame(history, "history.csv")
+        summary: list[str] = []
+        full.summary(print_fn=lambda line, **_: summary.append(line))
+        mlflow.log_text("\n".join(summary), "model_summary.txt")
+        models = log_models(full, data.charset, examples, extra_metadata, step=best_epoch - 1)
+        runs.log_metrics(metrics, model_ids=models.ids, dataset=test_dataset)
+    except Exception as exc:  # tracking server, artifact store or network: keep the models on disk
+        record = {"run_id": run_id, "step": best_epoch - 1, "metadata": extra_metadata, "metrics": metrics,
+                  "best_val_cer": best_cer, "best_epoch": best_epoch, "error": str(exc).splitlines()[0][:500]}
+        folder = save_unlogged(full, data.charset, examples, record)
+        raise ModelsNotLogged(f"the models could not be logged to MLflow ({record['error']}); they are saved in "
+                              f"{folder}; log and register them into run {run_id} later with: "
+                              f"python -m entrypoints.log_saved {folder}") from exc
+    return TrainResult(run_id, best_cer, test["cer"], test["wer"], best_epoch, models)
+
+
+def register_saved(folder) -> tuple[TrainResult, dict[str, int] | None]:
+    """Log the models that :func:`log_results` saved to ``folder`` when MLflow failed, into their
+    run, and register them as the run would have (its ``register``, ``model_name``,
+    ``full_model_name`` and ``data`` parameters). Returns the result and the registered versions."""
+    record, models = log_saved(folder)
+    params = MlflowClient().get_run(record["run_id"]).data.params
+    names = {k: params[k] for k in ("model_name", "full_model_name", "register", "data") if k in params}
+    cfg = TrainConfig().replace(**names)
+    result = TrainResult(record["run_id"], record["best_val_cer"], record["metrics"]["test_cer"],
+                         record["metrics"]["test_wer"], record["best_epoch"], models)
+    tags = {k: v for k, v in (record.get("metadata") or {}).items() if k in ("base_model", "base_run_id")}
+    versions = register_result(result, cfg, tags=tags) if cfg.register else None
+    MlflowClient().set_tag(result.run_id, "mlflow.note.content", result_markdown(result, cfg.data.data, versions))
+    return result, versions
 
 
 def register_result(result: TrainResult, cfg: TrainConfig, alias: str = AUTO, tags: dict | None = None) -> dict[str, int]:

@@ -72,8 +72,8 @@ def run_train(cfg: TrainConfig) -> TrainResult:
     resume = resume_state(cfg.resume_run_id, ("train",), cfg.flat_params()) if cfg.resume_run_id else None
     if resume is not None:
         take_over_launcher(cfg.resume_run_id)
-    with mlflow.start_run(run_id=cfg.resume_run_id or None, tags={runs.VERB: "train"},
-                          log_system_metrics=cfg.system_metrics) as run:
+    with runs.verb_run(run_id=cfg.resume_run_id or None, tags={runs.VERB: "train"},
+                       log_system_metrics=cfg.system_metrics) as run:
         if resume is None:
             runs.name_run("train", cfg.data.data)
         try:

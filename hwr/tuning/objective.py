@@ -18,7 +18,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
 from hwr.config import TrainConfig
-from hwr.errors import TrialFailed
+from hwr.errors import ConfigError, TrialFailed
 from hwr.mlflow import runs
 from hwr.tuning.space import to_params
 
@@ -42,6 +42,8 @@ class Objective:
         tracking_uri, experiment_id, parent_run_id: where the child runs go.
         prune: stop a trial by the median rule (:mod:`hwr.tuning.pruning`).
         deadline: the search's end (``time.time()`` seconds) at which a running trial stops, or None.
+        resume_trial: the run id of an interrupted trial of a resumed search: the trial with its
+            parameters continues in that run from its last checkpoint instead of starting again.
 
     Returns (per call) ``{"status": "ok", "outcome", "loss", "run_id", "val_cer", "test_cer",
     "test_wer", "best_epoch", "full_uri", "prediction_uri", "params", "duration_s"}``, ``outcome``
@@ -58,6 +60,7 @@ class Objective:
     parent_run_id: str
     prune: bool = False
     deadline: float | None = None
+    resume_trial: str | None = None
 
     def __call__(self, sample: dict) -> dict:
         import mlflow
@@ -68,12 +71,14 @@ class Objective:
         os.environ.pop("MLFLOW_RUN_ID", None)  # a Spark worker may inherit the launcher's run id
         if mlflow.get_tracking_uri() != self.tracking_uri:
             mlflow.set_tracking_uri(self.tracking_uri)
-        run = mlflow.start_run(experiment_id=self.experiment_id, parent_run_id=self.parent_run_id,
-                               nested=True, run_name="trial", tags={runs.VERB: "tune-trial"},
+        resume = self._resume(params)
+        run = mlflow.start_run(run_id=self.resume_trial if resume else None, experiment_id=self.experiment_id,
+                               parent_run_id=None if resume else self.parent_run_id, nested=True,
+                               run_name=None if resume else "trial", tags={runs.VERB: "tune-trial"},
                                log_system_metrics=self.base.system_metrics)
         run_id = run.info.run_id
         try:
-            result = self._train(params, run_id)
+            result = self._train(params, run_id, resume)
         except Exception as exc:  # a failed trial must not stop the search
             error = f"{type(exc).__name__}: {exc}"
             print(f"trial run {run_id} failed: {error}", flush=True)
@@ -87,6 +92,17 @@ class Objective:
         mlflow.end_run(status="FINISHED")
         return {"status": STATUS_OK, **result, "run_id": run_id, "params": params,
                 "duration_s": time.monotonic() - started}
+
+    def _resume(self, params: dict):
+        """The checkpoint of :attr:`resume_trial` when ``params`` are that trial's, else None."""
+        if not self.resume_trial:
+            return None
+        from hwr.training.resume import resume_state
+
+        try:
+            return resume_state(self.resume_trial, ("tune-trial",), self.base.replace(**params).flat_params())
+        except ConfigError:  # another point: a new trial
+            return None
 
     def _callbacks(self) -> tuple:
         """The trial's pruning and time-limit callbacks (the earlier trials' curves read now)."""
@@ -116,7 +132,7 @@ class Objective:
         mlflow.set_tags({runs.TRIAL_OUTCOME: outcome, **({runs.PRUNED: pruned} if pruned else {})})
         return outcome
 
-    def _train(self, params: dict, run_id: str) -> dict:
+    def _train(self, params: dict, run_id: str, resume=None) -> dict:
         import keras
 
         from hwr.training import train
@@ -125,7 +141,7 @@ class Objective:
         cfg = self.base.replace(**params)
         runs.log_params(cfg.flat_params())  # logged even if the combination is rejected below
         callbacks = self._callbacks()
-        result = train.train_and_log(cfg, callbacks)
+        result = train.train_and_log(cfg, callbacks, resume)
         loss = result.val_cer if self.metric == "val_cer" else self._history_min(run_id, self.metric)
         self._check_finite(run_id, loss)
         return {"loss": float(loss), "outcome": self._outcome(callbacks), "val_cer": result.val_cer,
@@ -192,6 +208,23 @@ class IsolatedObjective:
         print(f"trial failed: {LOST_TRIAL}", flush=True)
         stranded = fail_running_trials(self.objective.tracking_uri, self.objective.parent_run_id, LOST_TRIAL, 1)
         return failure(stranded[0] if stranded else None, LOST_TRIAL, to_params(sample), started)
+
+
+def interrupted_trial(parent_run_id: str, finished: set[str]):
+    """The newest trial run of the search that is not among the ``finished`` trials' runs and
+    has a checkpoint (its process was killed with the search), or None."""
+    from mlflow import MlflowClient
+
+    from hwr.mlflow.checkpoints import CHECKPOINT_DIR
+
+    client = MlflowClient()
+    parent = client.get_run(parent_run_id)
+    candidates = client.search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent_run_id}' "
+                                    "and attributes.status != 'FINISHED'", order_by=["attributes.start_time DESC"])
+    for run in candidates:
+        if run.info.run_id not in finished and any(f.path == CHECKPOINT_DIR for f in client.list_artifacts(run.info.run_id)):
+            return run
+    return None
 
 
 def fail_running_trials(tracking_uri: str, parent_run_id: str, error: str, limit: int = 1000) -> list[str]:

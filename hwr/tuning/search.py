@@ -99,7 +99,8 @@ def trials_without_progress(trials) -> int:
 class Progress:
     """Hyperopt ``early_stop_fn``: after each finished trial, print ``trial n/N: metric=... (best
     ...)``, name the child run ``trial-<n>`` and save the Trials pickle to the parent run; stop the
-    search when ``no_progress`` (> 0) trials in a row brought no better loss."""
+    search when ``no_progress`` (> 0) trials in a row brought no better loss, or when ``total`` trials
+    have finished."""
 
     def __init__(self, total: int, metric: str, parent_run_id: str, save, no_progress: int = 0):
         self.total, self.metric, self.parent_run_id, self.save = total, metric, parent_run_id, save
@@ -130,7 +131,7 @@ class Progress:
         if self.no_progress and stale >= self.no_progress and not self.stopped:
             self.stopped = f"no better {self.metric} in the last {stale} trials (no_progress_trials={self.no_progress})"
             print(f"search stopped: {self.stopped}", flush=True)
-        return bool(self.stopped), args
+        return bool(self.stopped) or len(docs) >= self.total, args
 
 
 def save_trials(trials, parent_run_id: str) -> None:
@@ -167,12 +168,13 @@ def load_resume(cfg: TuneConfig, space: dict) -> bytes:
     return Path(local).read_bytes()
 
 
-def baseline_point(cfg: TuneConfig, specs: dict) -> dict | None:
-    """The Hyperopt point (``misc.vals`` form: a choice by its index) of the tune run's own
-    training parameters, or None (with a printed note) when one of them is outside the space."""
+def space_point(own: dict, specs: dict, what: str = "baseline trial") -> dict | None:
+    """The Hyperopt point (``misc.vals`` form: a choice by its index) of the flat training
+    parameters ``own`` (values or their text), or None (with a printed note naming ``what``) when
+    one of them is outside the space."""
     from hwr.tuning.space import to_params
 
-    own, point = cfg.train.flat_params(), {}
+    point = {}
     for name, spec in specs.items():
         if spec["type"] == "fixed":
             continue
@@ -180,7 +182,7 @@ def baseline_point(cfg: TuneConfig, specs: dict) -> dict | None:
         if spec["type"] == "choice":
             values = [to_params({name: v})[name] for v in spec["values"]]
             if value not in values:
-                print(f"note: no baseline trial: {name}={value} is not among the searched values {values}", flush=True)
+                print(f"note: no {what}: {name}={value} is not among the searched values {values}", flush=True)
                 return None
             point[name] = values.index(value)
         else:
@@ -188,13 +190,27 @@ def baseline_point(cfg: TuneConfig, specs: dict) -> dict | None:
     return point
 
 
-def queue_baseline(trials, point: dict) -> None:
-    """Put ``point`` in an empty ``Trials``/``SparkTrials`` as trial 1, to be evaluated before any
+def queue_point(trials, point: dict) -> None:
+    """Put ``point`` in a ``Trials``/``SparkTrials`` as the next trial, to be evaluated before any
     proposal (what ``fmin(points_to_evaluate=...)`` does for the Trials it makes itself)."""
     from hyperopt.fmin import generate_trial
 
-    trials._insert_trial_docs([generate_trial(0, point)])
+    trials._insert_trial_docs([generate_trial(trials.new_trial_ids(1)[0], point)])
     trials.refresh()
+
+
+def continue_interrupted(trials, parent_run_id: str, specs: dict) -> str | None:
+    """Queue the search's interrupted trial (:func:`hwr.tuning.objective.interrupted_trial`) as the
+    next trial, so that it continues from its last checkpoint; returns its run id, or None."""
+    from hwr.tuning.objective import interrupted_trial
+
+    finished = {d["result"].get("run_id") for d in done_trials(trials)}
+    run = interrupted_trial(parent_run_id, finished)
+    if run is None or (point := space_point(run.data.params, specs, "continued trial")) is None:
+        return None
+    queue_point(trials, point)
+    print(f"continuing the interrupted trial run {run.info.run_id} from its last checkpoint", flush=True)
+    return run.info.run_id
 
 
 def make_trials(cfg: TuneConfig):
@@ -256,21 +272,26 @@ def run_tune(cfg: TuneConfig) -> TuneResult:
         runs.log_json(specs, SPACE_ARTIFACT)
         trials, session = make_trials(cfg)
         try:
+            resume_trial = None
             if resumed:
                 restore(trials, resumed)
                 print(f"resuming after {len(trials.trials)} finished trials", flush=True)
-            elif cfg.baseline_trial and (point := baseline_point(cfg, specs)) is not None:
-                queue_baseline(trials, point)
+                resume_trial = continue_interrupted(trials, parent_id, specs)
+            elif cfg.baseline_trial and (point := space_point(cfg.train.flat_params(), specs)) is not None:
+                queue_point(trials, point)
                 mlflow.set_tag(runs.BASELINE_TRIAL, "1")
             objective = Objective(cfg.train, cfg.metric, absolute_tracking_uri(mlflow.get_tracking_uri()),
-                                  parent.info.experiment_id, parent_id, cfg.prune, deadline)
+                                  parent.info.experiment_id, parent_id, cfg.prune, deadline, resume_trial)
             if cfg.backend == "local" and cfg.isolate_trials:
                 objective = IsolatedObjective(objective)
             progress = Progress(cfg.max_evals, cfg.metric, parent_id, lambda t: save_trials(t, parent_id),
                                 cfg.no_progress_trials)
             progress.reported.update(d["tid"] for d in done_trials(trials))
             if len(done_trials(trials)) < cfg.max_evals:
-                fmin(objective, hyperopt_space(specs), algorithm(cfg.algo, cfg.max_evals), cfg.max_evals,
+                # a queued trial (baseline, continued) counts in len(trials) before it runs: one more
+                # evaluation is allowed, and Progress stops the search at max_evals finished trials
+                fmin(objective, hyperopt_space(specs), algorithm(cfg.algo, cfg.max_evals),
+                     max(cfg.max_evals, len(trials.trials) + 1),
                      trials=trials, rstate=np.random.default_rng([cfg.train.seed, len(trials.trials)]),
                      early_stop_fn=progress, show_progressbar=False, return_argmin=False,
                      timeout=max(1.0, deadline - time.time()) if deadline else None)
