@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import keras
 import numpy as np
 import pytest
 
@@ -179,3 +180,39 @@ def test_two_phases_continue_steps_and_register_with_lineage(store):
         assert newest.tags["base_run_id"] == base_run
         assert str(client.get_model_version_by_alias(name, "champion").version) == "1"  # base stays champion
         assert str(client.get_model_version_by_alias(name, "challenger").version) == str(newest.version)
+
+
+class Interrupt(keras.callbacks.Callback):
+    """Stops the process (as a Ctrl-C would) when phase 2 begins its 2nd epoch."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.model.get_layer("conv1").trainable and epoch == 1:
+            raise KeyboardInterrupt
+
+
+def test_interrupted_finetune_resumes_in_its_phase_with_the_earlier_best(store, monkeypatch):
+    from mlflow import MlflowClient
+
+    from hwr.training import finetune
+
+    cfg = finetune_config(store, head_epochs=2, full_epochs=3, register=False)
+    fit = finetune.fit
+    monkeypatch.setattr(finetune, "fit", lambda *a, **k: fit(*a, **{**k, "callbacks": (Interrupt(),)}))
+    with pytest.raises(KeyboardInterrupt):
+        finetune.run_finetune(cfg)
+    monkeypatch.setattr(finetune, "fit", fit)
+    client = MlflowClient()
+    run = client.search_runs(["0"], "tags.`hwr.verb` = 'finetune'", order_by=["attributes.start_time DESC"])[0]
+    assert run.info.status == "KILLED"
+    phase1 = {m.step: m.value for m in client.get_metric_history(run.info.run_id, "phase1/val_cer")}
+    assert sorted(phase1) == [0, 1]
+
+    result = finetune.run_finetune(cfg.replace(resume_run_id=run.info.run_id))
+    assert result.run_id == run.info.run_id
+    resumed = client.get_run(run.info.run_id)
+    assert resumed.info.status == "FINISHED" and resumed.data.tags["hwr.resumed_at_epoch"] == "3"
+    steps = sorted(m.step for m in client.get_metric_history(run.info.run_id, "val_cer"))
+    assert steps == [0, 1, 2, 3, 4]  # 2 + 3 epochs, none repeated
+    assert sorted(m.step for m in client.get_metric_history(run.info.run_id, "phase2/val_cer")) == [2, 3, 4]
+    best = min(m.value for m in client.get_metric_history(run.info.run_id, "val_cer"))
+    assert resumed.data.metrics["best_val_cer"] == pytest.approx(best)  # the best of both phases, phase 1's included
