@@ -45,3 +45,11 @@ def test_extend_keeps_existing_ids(tmp_path):
 def test_ctc_frames_needed_counts_repeats():
     assert ctc_frames_needed([1, 2, 3]) == 3
     assert ctc_frames_needed([1, 1, 2, 2, 2]) == 5 + 3  # a blank between each repeated pair
+
+
+def test_decomposed_text_is_the_same_character_in_nfc():
+    decomposed = "Mu\u0308ller"  # u + combining diaeresis
+    charset = Charset.from_texts([decomposed, "Müller"])
+    assert "ü" in charset.chars and "\u0308" not in charset.chars
+    assert charset.encode(decomposed) == charset.encode("Müller") and not charset.unknown(decomposed)
+    assert charset.extend(["Bu\u0308hl"]) == (Charset(charset.chars + ("B", "h")), "Bh")

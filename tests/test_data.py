@@ -123,3 +123,48 @@ def test_s3_uri_is_split_into_bucket_and_prefix():
     assert is_remote("S3://x/y") and not is_remote("../shared/data/dhsd")
     with pytest.raises(BadInputError, match="expected s3://bucket/prefix"):
         split_uri("s3:///prefix")
+
+
+def test_paths_escaping_the_folder_and_links(folder):
+    from hwr.data.labels import locate_image
+
+    (folder / "linked").symlink_to(DHSD / "images", target_is_directory=True)
+    (folder / "inner").symlink_to(folder / "images", target_is_directory=True)
+    root = folder.resolve()
+    assert locate_image(root, GOOD[0]) == (str(root / GOOD[0]), None)
+    assert locate_image(root, "inner/writer1/1_0.png") == (str(root / GOOD[0]), None)  # a link inside: fine
+    assert locate_image(root, "images/../" + GOOD[0]) == (str(root / GOOD[0]), None)
+    for path in ("../x.png", "images/../../x.png", "/etc/passwd", str(DHSD / GOOD[0])):
+        assert "points outside the data folder" in locate_image(root, path, allow_links_outside=True)[1]
+    assert "symbolic link" in locate_image(root, "linked/writer1/1_0.png")[1]
+    assert locate_image(root, "linked/writer1/1_0.png", True) == (str((DHSD / GOOD[0]).resolve()), None)
+
+
+def test_predict_table_ignores_split_values_with_split_all(folder):
+    from hwr.data.sources import image_table
+
+    cfg = write_csv(folder, {"image": GOOD[0], "text": "Kiel", "split": "heldout"})
+    table = image_table(cfg, "all")
+    assert len(table) == 4 and (table.error == "").all() and table.split.tolist()[-1] == "heldout"
+    assert image_table(cfg, "val").image.tolist() == [GOOD[1]]
+    frame = pd.read_csv(cfg.labels_path()).assign(split="heldout")
+    frame.to_csv(cfg.labels_path(), index=False)
+    with pytest.raises(BadInputError, match=r"split='test' matches no row .*: its column 'split' holds 'heldout' "
+                                            r"\(4 rows\); pass split=all"):
+        image_table(cfg, "test")
+
+
+def test_predict_folder_lists_links_outside_as_unreadable_unless_allowed(folder):
+    from hwr.data.sources import image_table
+
+    (folder / "elsewhere").symlink_to(DHSD / "images" / "writer2", target_is_directory=True)
+    (folder / "one.png").symlink_to(DHSD / GOOD[1])
+    (folder / "same.png").symlink_to(folder / GOOD[0])  # a link inside the folder: an image like any other
+    table = image_table(DataConfig(data=str(folder)), labelled=False)
+    errors = dict(zip(table.image, table.error))
+    assert "symbolic link" in errors["elsewhere"] and "symbolic link" in errors["one.png"]
+    assert errors["same.png"] == "" and errors[GOOD[0]] == ""
+    allowed = image_table(DataConfig(data=str(folder), allow_links_outside=True), labelled=False)
+    n_writer2 = len(list((DHSD / "images" / "writer2").glob("*.png")))
+    assert len(allowed) == len(table) - 1 + n_writer2 and (allowed.error == "").all()  # the link dir: its images
+    assert "elsewhere/" + sorted(p.name for p in (DHSD / "images" / "writer2").glob("*.png"))[0] in allowed.image.tolist()

@@ -31,3 +31,9 @@ def test_wer_over_whitespace_tokens():
 def test_length_mismatch_is_an_error():
     with pytest.raises(ValueError, match="2 references but 1 hypotheses"):
         cer(["a", "b"], ["a"])
+
+
+def test_decomposed_and_composed_text_are_equal():
+    decomposed = "Mu\u0308ller"  # u + combining diaeresis
+    assert edit_distance(decomposed, "Müller") == 0 and edit_distance(decomposed, "Muller") == 1
+    assert cer([decomposed], ["Müller"]) == 0 and wer([f"in {decomposed}"], ["in Müller"]) == 0

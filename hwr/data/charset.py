@@ -3,16 +3,24 @@
 Id 0 is the CTC blank (Keras 3 ``ops.ctc_loss`` / ``ops.ctc_decode`` use ``mask_index=0``);
 characters are 1..V in the order of :attr:`Charset.chars`. The charset is built from the
 training labels and saved with every model; it is never re-derived at prediction time.
+
+Text is compared in Unicode NFC: ``u`` + combining diaeresis (U+0308) is the character ``ü``.
 """
 
 from __future__ import annotations
 
 import json
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
 BLANK = 0
+
+
+def nfc(text: str) -> str:
+    """``text`` in Unicode normal form NFC (composed characters)."""
+    return unicodedata.normalize("NFC", text)
 
 
 @dataclass(frozen=True)
@@ -23,8 +31,8 @@ class Charset:
 
     @classmethod
     def from_texts(cls, texts: Iterable[str]) -> "Charset":
-        """Sorted set of every character in ``texts``."""
-        return cls(tuple(sorted({ch for text in texts for ch in text})))
+        """Sorted set of every character in ``texts`` (NFC)."""
+        return cls(tuple(sorted({ch for text in texts for ch in nfc(text)})))
 
     def __len__(self) -> int:
         return len(self.chars)
@@ -39,16 +47,16 @@ class Charset:
         return {ch: i + 1 for i, ch in enumerate(self.chars)}
 
     def unknown(self, text: str) -> set[str]:
-        """Characters of ``text`` that are not in the charset."""
-        return set(text) - set(self.chars)
+        """Characters of ``text`` (NFC) that are not in the charset."""
+        return set(nfc(text)) - set(self.chars)
 
     def encode(self, text: str, drop_unknown: bool = False) -> list[int]:
-        """Label ids of ``text`` at its true length (no padding).
+        """Label ids of ``text`` (NFC) at its true length (no padding).
 
         Raises:
             KeyError: an unknown character, unless ``drop_unknown`` (then it is left out).
         """
-        index = self._index
+        index, text = self._index, nfc(text)
         if drop_unknown:
             return [index[ch] for ch in text if ch in index]
         missing = self.unknown(text)
@@ -65,7 +73,7 @@ class Charset:
 
         Existing characters keep their ids. Returns the new charset and the added characters.
         """
-        added = sorted({ch for text in texts for ch in text} - set(self.chars))
+        added = sorted({ch for text in texts for ch in nfc(text)} - set(self.chars))
         return Charset(self.chars + tuple(added)), "".join(added)
 
     def to_json(self) -> str:

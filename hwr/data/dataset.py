@@ -86,5 +86,5 @@ def prepare_data(cfg: DataConfig, model: ModelConfig, seed: int, charset: Charse
                                                    model.img_width, bad, split)
         if not len(frames[split]):
             raise BadInputError(f"{cfg.labels_path()}: no usable rows in split {split!r}")
-    has_split = cfg.split_col in pd.read_csv(cfg.labels_path(), nrows=0).columns
+    has_split = cfg.split_col in pd.read_csv(cfg.labels_path(), nrows=0, encoding="utf-8-sig").columns
     return PreparedData(charset, frames, images, bad, drawn or not has_split)

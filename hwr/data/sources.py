@@ -8,6 +8,7 @@ text, and the batch goes on. Knows nothing of models or MLflow.
 from __future__ import annotations
 
 import base64
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -31,10 +32,13 @@ def image_table(data: DataConfig, split: str = ALL_SPLITS, labelled: bool = True
     Labelled (``labelled=True``): the labels CSV read with :func:`hwr.data.labels.read_labels` (policy
     ``skip``); columns ``row`` (CSV line), ``image`` (as in the CSV), ``path`` (absolute),
     ``truth``, ``split``, ``error`` (``""``, or why the row cannot be used, e.g. a missing image:
-    such rows are kept, not dropped). ``split`` other than ``all`` keeps only that split; a CSV
-    without a split column gets ``train``'s seeded random split (``seed``, default as in train).
+    such rows are kept, not dropped). With ``split="all"`` the split column's values do not matter;
+    another ``split`` keeps only that split's rows; a CSV without a split column gets ``train``'s
+    seeded random split (``seed``, default as in train).
     Unlabelled: every PNG/JPEG under ``data.data`` recursively, sorted; columns ``image``
-    (relative to the folder), ``path``, ``error``.
+    (relative to the folder), ``path``, ``error``. A symbolic link (to an image or a folder)
+    pointing outside the folder is a row with an ``error`` unless ``data.allow_links_outside``
+    (then it is followed).
     Pages (PAGE-XML, ALTO): every line with coordinates, cut (:func:`hwr.data.pages.lines.line_table`);
     ``image`` is ``file.xml, line ID``, plus ``xml``, ``page``, ``line_id``; the lines'
     transcriptions are the ``truth`` when every line has one (and ``labels`` is not ``none``).
@@ -42,7 +46,8 @@ def image_table(data: DataConfig, split: str = ALL_SPLITS, labelled: bool = True
     is then the view's file.
 
     Raises:
-        BadInputError: missing folder, CSV or column, or no image at all.
+        BadInputError: missing folder, CSV or column, a CSV that is not UTF-8, a ``split`` that
+        matches no row, or no image at all.
     """
     data = local_view(data)
     folder = Path(data.data)
@@ -52,7 +57,7 @@ def image_table(data: DataConfig, split: str = ALL_SPLITS, labelled: bool = True
     if fmt in ("pagexml", "alto"):
         table = _pages(data, fmt, split, seed)
     else:
-        table = _labelled(data, split, seed) if labelled else _folder(folder)
+        table = _labelled(data, split, seed) if labelled else _folder(folder, data.allow_links_outside)
     if not len(table):
         what = f"split {split!r} of {data.labels_path()}" if labelled else f"{data.data!r} (PNG/JPEG, recursively)"
         raise BadInputError(f"no images to transcribe in {what}")
@@ -61,7 +66,7 @@ def image_table(data: DataConfig, split: str = ALL_SPLITS, labelled: bool = True
 
 def _labelled(data: DataConfig, split: str, seed: int) -> pd.DataFrame:
     bad = BadInputLog("skip", data.labels_path())
-    frame = read_labels(data, seed=seed, bad=bad).rename(columns={"text": "truth"})
+    frame = read_labels(data, seed=seed, bad=bad, any_split=True).rename(columns={"text": "truth"})
     frame["error"] = ""
     folder = Path(data.data).resolve()
     rejected = pd.DataFrame({
@@ -71,7 +76,14 @@ def _labelled(data: DataConfig, split: str, seed: int) -> pd.DataFrame:
     })
     frame = pd.concat([frame, rejected], ignore_index=True) if len(rejected) else frame
     if split != ALL_SPLITS:
-        frame = frame[frame.split == split]
+        chosen = frame[frame.split == split]
+        if not len(chosen) and len(frame):
+            found = ", ".join(f"{v!r} ({n} rows)" for v, n in frame.split.value_counts().head(5).items())
+            source = (f"its column {data.split_col!r}" if _has_column(data, data.split_col)
+                      else "the seeded random split")
+            raise BadInputError(f"split={split!r} matches no row of {data.labels_path()}: {source} holds {found};"
+                                " pass split=all to transcribe every row whatever its split (parameter split)")
+        frame = chosen
     columns = ["row", "image", "path", "truth", "split", "error"]
     return frame.sort_values("row")[columns].reset_index(drop=True)
 
@@ -93,12 +105,50 @@ def _pages(data: DataConfig, fmt: str, split: str, seed: int) -> pd.DataFrame:
     return table
 
 
-def _folder(folder: Path) -> pd.DataFrame:
-    paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-    return pd.DataFrame({
-        "image": [str(p.relative_to(folder)) for p in paths],
-        "path": [str(p.resolve()) for p in paths], "error": "",
-    })
+def _has_column(data: DataConfig, column: str) -> bool:
+    return column in pd.read_csv(data.labels_path(), nrows=0, encoding="utf-8-sig").columns
+
+
+def _folder(folder: Path, allow_links_outside: bool = False) -> pd.DataFrame:
+    """Every PNG/JPEG under ``folder``, recursively, sorted. Symbolic links to images are listed;
+    links to folders are followed only when they point outside ``folder`` and
+    ``allow_links_outside`` (a link inside would list its images twice); a link pointing outside
+    without it is a row with an ``error``."""
+    root = folder.resolve()
+    rows: list[tuple[Path, str, str]] = []  # (relative path, absolute path, error)
+    seen: set[Path] = set()
+
+    def walk(directory: Path) -> None:
+        real = directory.resolve()
+        if real in seen:
+            return
+        seen.add(real)
+        for entry in os.scandir(directory):
+            path = Path(entry.path)
+            is_image = path.suffix.lower() in IMAGE_SUFFIXES
+            if entry.is_symlink():
+                target = path.resolve()
+                if not target.is_relative_to(root):
+                    if not allow_links_outside:
+                        if is_image or target.is_dir():
+                            rows.append((path.relative_to(folder), str(target),
+                                         f"a symbolic link to {str(target)!r}, outside the data folder "
+                                         f"{str(root)!r}; pass allow_links_outside=true to follow such links"))
+                        continue
+                    if target.is_dir():
+                        walk(path)
+                        continue
+                elif target.is_dir():
+                    continue
+            if entry.is_dir() and not entry.is_symlink():
+                walk(path)
+            elif is_image and entry.is_file():
+                rows.append((path.relative_to(folder), str(path.resolve()), ""))
+
+    walk(folder)
+    rows.sort(key=lambda r: r[0])
+    return pd.DataFrame({"image": [str(r[0]) for r in rows], "path": [r[1] for r in rows],
+                         "error": [r[2] for r in rows]}, columns=["image", "path", "error"])
 
 
 @dataclass

@@ -2,11 +2,13 @@
 
 Similarity is rapidfuzz's normalised Levenshtein similarity, ``1 - distance / max(len(a), len(b))``
 in [0, 1] (1 = identical). A prediction is replaced when its best entry scores at least the
-threshold; otherwise it is kept as it is. Knows nothing of models or MLflow.
+threshold; otherwise it is kept as it is. Entries and texts are compared in Unicode NFC
+(``u`` + combining diaeresis is ``ü``). Knows nothing of models or MLflow.
 """
 
 from __future__ import annotations
 
+import unicodedata
 from functools import lru_cache
 from pathlib import Path
 
@@ -28,7 +30,7 @@ class Lexicon:
     """
 
     def __init__(self, entries, threshold: float = 0.8):
-        self.entries = list(dict.fromkeys(e.strip() for e in entries if e.strip()))
+        self.entries = list(dict.fromkeys(unicodedata.normalize("NFC", e.strip()) for e in entries if e.strip()))
         if not self.entries:
             raise LexiconError("the lexicon has no entries")
         if not 0.0 <= threshold <= 1.0:
@@ -59,7 +61,8 @@ class Lexicon:
 
     def _correct(self, text: str) -> tuple[str, float]:
         """``(corrected text, similarity)``: the closest entry when its similarity reaches the
-        threshold, else ``text`` itself with the best similarity found (0.0 if none)."""
+        threshold, else ``text`` itself (NFC) with the best similarity found (0.0 if none)."""
+        text = unicodedata.normalize("NFC", text)
         if text in self._known:
             return text, 1.0
         best = process.extractOne(text, self.entries, scorer=Levenshtein.normalized_similarity)

@@ -2,19 +2,26 @@
 
 CER = sum of Levenshtein edits over all samples / sum of reference characters.
 WER = the same over whitespace-separated tokens. This is the usual corpus-level definition
-(e.g. the ICDAR / IAM HTR evaluations), not a mean of per-sample rates.
+(e.g. the ICDAR / IAM HTR evaluations), not a mean of per-sample rates. Both sides are compared
+in Unicode NFC, so ``u`` + combining diaeresis and ``ü`` are the same single character.
 """
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Sequence
 
 from rapidfuzz.distance import Levenshtein
 
 
+def nfc(text: str) -> str:
+    """``text`` in Unicode normal form NFC (composed characters)."""
+    return unicodedata.normalize("NFC", text)
+
+
 def edit_distance(reference: str, hypothesis: str) -> int:
-    """Levenshtein distance between two strings (insertions, deletions, substitutions cost 1)."""
-    return Levenshtein.distance(reference, hypothesis)
+    """Levenshtein distance between two strings in NFC (insertions, deletions, substitutions cost 1)."""
+    return Levenshtein.distance(nfc(reference), nfc(hypothesis))
 
 
 def _corpus_rate(refs: Sequence, hyps: Sequence) -> float:
@@ -33,7 +40,7 @@ def cer(references: Sequence[str], hypotheses: Sequence[str]) -> float:
     Raises:
         ValueError: if the two sequences differ in length.
     """
-    return _corpus_rate(list(references), list(hypotheses))
+    return _corpus_rate([nfc(r) for r in references], [nfc(h) for h in hypotheses])
 
 
 def wer(references: Sequence[str], hypotheses: Sequence[str]) -> float:
@@ -42,4 +49,4 @@ def wer(references: Sequence[str], hypotheses: Sequence[str]) -> float:
     Raises:
         ValueError: if the two sequences differ in length.
     """
-    return _corpus_rate([r.split() for r in references], [h.split() for h in hypotheses])
+    return _corpus_rate([nfc(r).split() for r in references], [nfc(h).split() for h in hypotheses])

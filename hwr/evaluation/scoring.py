@@ -1,7 +1,8 @@
 """Evaluation of transcriptions against ground truth: per-sample scores, summary metrics with a
 confidence interval, and character confusions from Levenshtein edit operations (rapidfuzz).
 
-Pure functions over strings and DataFrames: no model, no MLflow.
+Pure functions over strings and DataFrames: no model, no MLflow. Texts are compared in Unicode NFC
+(:func:`hwr.evaluation.metrics.nfc`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import pandas as pd
 from rapidfuzz.distance import Levenshtein
 
 from hwr.evaluation import metrics
+from hwr.evaluation.metrics import nfc
 
 BOOTSTRAP_SAMPLES = 1000
 
@@ -26,7 +28,8 @@ def per_sample(truths: Sequence[str], predictions: Sequence[str]) -> tuple[np.nd
         ``(n,)`` int64 Levenshtein distances and ``(n,)`` float64 CERs
         (distance / reference length; an empty reference counts as length 1).
     """
-    dist = np.array([Levenshtein.distance(t, p) for t, p in zip(truths, predictions)], np.int64)
+    truths = [nfc(t) for t in truths]
+    dist = np.array([Levenshtein.distance(t, nfc(p)) for t, p in zip(truths, predictions)], np.int64)
     lengths = np.maximum(1, np.array([len(t) for t in truths], np.int64))
     return dist, dist / lengths
 
@@ -74,7 +77,7 @@ def paired_cer_difference(truths: Sequence[str], predictions_a: Sequence[str], p
                          f"{len(predictions_a)}, {len(predictions_b)}")
     edits_a, _ = per_sample(truths, predictions_a)
     edits_b, _ = per_sample(truths, predictions_b)
-    lengths = np.array([len(t) for t in truths], np.float64)
+    lengths = np.array([len(nfc(t)) for t in truths], np.float64)
 
     def difference(a, b, n, axis=-1):
         return (a.sum(axis=axis) - b.sum(axis=axis)) / np.maximum(n.sum(axis=axis), 1.0)
@@ -102,7 +105,7 @@ def summary_metrics(truths: Sequence[str], predictions: Sequence[str]) -> dict[s
     ``cer_case_insensitive`` (both sides casefolded); ``cer_no_punct`` (punctuation removed from
     both); ``exact_match`` and ``off_by_one`` (fraction of samples at edit distance 0 and 1).
     """
-    truths, predictions = list(truths), list(predictions)
+    truths, predictions = [nfc(t) for t in truths], [nfc(p) for p in predictions]
     if not truths:
         return {"n_evaluated": 0}
     dist, sample_cer = per_sample(truths, predictions)
@@ -130,6 +133,7 @@ def confusions(truths: Sequence[str], predictions: Sequence[str]) -> pd.DataFram
     """
     counts: Counter = Counter()
     for truth, pred in zip(truths, predictions):
+        truth, pred = nfc(truth), nfc(pred)
         for op in Levenshtein.editops(truth, pred):
             if op.tag == "replace":
                 counts[("substitution", truth[op.src_pos], pred[op.dest_pos])] += 1

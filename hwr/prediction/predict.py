@@ -23,7 +23,7 @@ from hwr.config import PredictConfig
 from hwr.data.pages.output import write_pages
 from hwr.data.remote import local_view
 from hwr.data.sources import image_table, read_chunks
-from hwr.errors import ConfigError
+from hwr.errors import ConfigError, TooManyUnreadable
 from hwr.evaluation.lexicon import Lexicon
 from hwr.evaluation.scoring import per_sample, summary_metrics
 from hwr.mlflow import runs
@@ -182,7 +182,10 @@ def run_predict(cfg: PredictConfig) -> PredictResult:
 
     Raises:
         ConfigError: a bad parameter, model URI or lexicon. BadInputError: missing data folder,
-        labels CSV or column, or no image to transcribe.
+        labels CSV or column, a labels CSV that is not UTF-8, a split matching no row, or no image
+        to transcribe. TooManyUnreadable: every image, or more than ``max_unreadable`` of them,
+        unreadable: raised after the CSV and the report are written and logged, so the run ends
+        FAILED with the per-row reasons in its CSV.
     """
     cfg.validate()
     data = local_view(cfg.data_config())
@@ -217,8 +220,31 @@ def run_predict(cfg: PredictConfig) -> PredictResult:
             runs.log_frame(summary, "summary.csv")
             log_outputs(frames, summary, None, report_dir, "predict: " + ", ".join(m.uri for m in models))
         runs.describe_run(predict_markdown(cfg, result))
+        failure = unreadable_failure(next(iter(frames.values())), cfg.max_unreadable,
+                                     next(iter(result.csv_paths.values())))
+        if failure is not None:
+            print_summary(summary, result)
+            raise failure
     print_summary(summary, result)
     return result
+
+
+def unreadable_failure(frame: pd.DataFrame, max_unreadable: float,
+                       csv_path: Path | None = None) -> TooManyUnreadable | None:
+    """The error that fails a run whose images are all unreadable, or more than the fraction
+    ``max_unreadable`` of them; None when the run may succeed. The message is one line: the count,
+    the most common reason and (``csv_path``) where every row's reason is."""
+    errors = frame["error"][frame["error"] != ""]
+    n, n_bad = len(frame), len(errors)
+    if not n_bad or (n_bad < n and n_bad / n <= max_unreadable):
+        return None
+    kinds = errors.map(lambda e: re.sub(r"'[^']*'", "'…'", str(e)))  # the same reason for other files
+    kind, count = next(iter(kinds.value_counts().items()))
+    reason = " ".join(str(errors[kinds == kind].iloc[0]).split())
+    share = f"all {n} images are unreadable" if n_bad == n else \
+        f"{n_bad} of {n} images are unreadable, more than max_unreadable={max_unreadable:g}"
+    where = f"; every row's reason is in the error column of {csv_path}" if csv_path is not None else ""
+    return TooManyUnreadable(f"{share}; most common reason ({count} rows): {reason}{where}")
 
 
 def log_pages(frame: pd.DataFrame, cfg: PredictConfig, out_dir: Path) -> dict[str, float]:

@@ -23,7 +23,7 @@ from hwr.evaluation.scoring import paired_cer_difference
 from hwr.mlflow import runs
 from hwr.mlflow.datasets import data_source, split_dataset
 from hwr.mlflow.pyfunc import DEFAULT_PARAMS
-from hwr.prediction.predict import load_models, transcribe_table
+from hwr.prediction.predict import load_models, transcribe_table, unreadable_failure
 
 
 @dataclass(frozen=True)
@@ -107,7 +107,10 @@ def score_both(cfg: PromoteConfig, challenger: Candidate, champion: Candidate) -
     table = image_table(cfg.data, cfg.split, True, cfg.seed)
     models = load_models([challenger.uri(cfg.model_name), champion.uri(cfg.model_name)])
     frames = list(transcribe_table(table, models, DEFAULT_PARAMS, cfg.batch_size).values())
-    ok = (table["error"] == "").to_numpy()
+    failure = unreadable_failure(frames[0], 1.0)  # every image unreadable: nothing to compare on
+    if failure is not None:
+        raise failure
+    ok = (frames[0]["error"] == "").to_numpy()  # undecodable images are found while reading
     truths = table.loc[ok, "truth"].tolist()
     new, old = (f.loc[ok, "prediction"].tolist() for f in frames)
     difference, low, high = paired_cer_difference(truths, new, old, cfg.confidence, cfg.resamples, cfg.seed)
