@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import keras
@@ -84,7 +85,7 @@ def test_best_weights_are_restored_at_the_end():
     assert model.get_weights()[0].tolist() == [[1.0], [1.0]]
 
 
-def test_nan_loss_stops_training_and_names_epoch_batch_and_rate(capsys):
+def test_nan_loss_stops_training_and_remembers_epoch_batch_and_rate():
     model = tiny_model(0.02)
     stop = StopOnNaN()
     stop.set_model(model)
@@ -92,8 +93,23 @@ def test_nan_loss_stops_training_and_names_epoch_batch_and_rate(capsys):
     stop.on_batch_end(0, {"loss": 3.0})
     assert not model.stop_training and stop.nan_at is None
     stop.on_batch_end(6, {"loss": math.nan})
-    assert model.stop_training and stop.nan_at == (3, 7, pytest.approx(0.02))
-    assert "epoch 3, batch 7 (learning rate 0.02)" in capsys.readouterr().out
+    assert model.stop_training and stop.nan_at == (3, 7, pytest.approx(0.02)) and math.isnan(stop.loss)
+    stop.on_batch_end(7, {"loss": math.inf})
+    assert stop.nan_at == (3, 7, pytest.approx(0.02))  # the first one is kept (fit names it)
+
+
+def test_plateau_counters_survive_a_checkpoint():
+    reduce = PlateauReduceLR()
+    reduce.set_model(tiny_model(0.02))
+    reduce.on_train_begin()
+    for epoch, cer in enumerate([0.5, 0.4, 0.45]):
+        reduce.on_epoch_end(epoch, {"val_cer": cer, "val_empty_rate": 0.0})
+    state = json.loads(json.dumps(reduce.get_state(), default=float))  # as a checkpoint stores it
+    again = PlateauReduceLR()
+    again.set_model(tiny_model(0.02))
+    again.on_train_begin()  # resets the counters, as fit does; the checkpoint's come back after it
+    again.set_state(state)
+    assert (again.wait, again.best, again.left_plateau) == (1, pytest.approx(0.4), True)
 
 
 def test_validation_metrics_adds_cer_wer_and_empty_rate():
