@@ -68,3 +68,41 @@ def test_undecodable_bytes_raise_a_clear_error():
         decode_image(b"this is not an image")
     with pytest.raises(ImageDecodeError, match="empty"):
         decode_image(b"")
+
+
+def test_cmyk_jpeg_becomes_grayscale_with_dark_ink():
+    import io
+
+    from PIL import Image
+
+    page = np.full((20, 60), 255, np.uint8)
+    page[5:15, 10:50] = 0
+    buf = io.BytesIO()
+    Image.fromarray(page).convert("CMYK").save(buf, "JPEG")
+    gray = decode_image(buf.getvalue())
+    assert gray.shape == (20, 60) and gray[10, 30] < 30 and gray[1, 1] > 225
+
+
+@pytest.mark.parametrize("shape", [(64, 1), (1, 1), (1, 20000), (64, 20000), (5000, 3)])
+def test_extreme_shapes_fit_the_geometry(shape):
+    rng = np.random.default_rng(0)
+    out = fit_to_geometry(rng.integers(0, 256, shape, dtype=np.uint8), 40, 160)
+    assert out.shape == (40, 160) and out.dtype == np.float32 and np.isfinite(out).all()
+    assert 0.0 <= out.min() and out.max() <= 1.0
+
+
+def test_a_huge_page_is_shrunk_in_uint8_same_result_a_fraction_of_the_memory(monkeypatch):
+    import tracemalloc
+
+    import hwr.data.images as images
+
+    page = np.full((8000, 8000), 250, np.uint8)
+    page[3000:5000, 500:7500] = 10  # one dark bar across the page
+    tracemalloc.start()
+    small = fit_to_geometry(page, 40, 160)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 40e6  # the float32 copy of the page alone would be 256 MB
+    monkeypatch.setattr(images, "LARGE_IMAGE_PIXELS", 10**9)  # the plain float path, for reference
+    reference = fit_to_geometry(page, 40, 160)
+    assert small.shape == (40, 160) and np.abs(small - reference).max() < 2 / 255

@@ -4,6 +4,8 @@ and good rows of any PNG/JPEG come back as text and confidence. A tiny untrained
 from __future__ import annotations
 
 import base64
+import io
+import re
 
 import cv2
 import numpy as np
@@ -39,40 +41,80 @@ def b64(data: bytes) -> str:
 PNG = (DHSD / "images/writer1/1_0.png").read_bytes()
 
 
-@pytest.mark.parametrize("value, says", [
-    ("%%% not base64 %%%", "row 1 of column 'image': not valid base64"),
-    (b64(b"GIF89a but not an image"), "row 1 of column 'image': not a decodable PNG or JPEG image"),
-    ("", "row 1 of column 'image': empty file"),
-    (None, "row 1 of column 'image': missing value \\(null\\)"),
-    (12, "row 1 of column 'image': expected a base64 string, got int"),
-])
-def test_a_bad_row_is_named(pyfunc, value, says):
-    with pytest.raises(InvalidImageError, match=says):
-        pyfunc.predict(None, pd.DataFrame({"image": [b64(PNG), value]}))
+BAD_ROWS = [  # (cell, what its ``error`` says)
+    ("%%% not base64 %%%", "not valid base64"),
+    (b64(b"GIF89a but not an image"), "not a decodable PNG or JPEG image"),
+    ("", "empty file"),
+    (None, r"missing value \(null\)"),
+    (float("nan"), r"missing value \(null\)"),
+    (12, "expected a base64 string, got int"),
+    (3.5, "expected a base64 string, got float"),
+    ({"a": 1}, "expected a base64 string, got dict"),
+]
 
 
-def test_a_frame_without_the_image_column_is_refused(pyfunc):
-    with pytest.raises(InvalidImageError, match=r"input has no column 'image'; columns: \['picture'\]"):
-        pyfunc.predict(None, pd.DataFrame({"picture": [b64(PNG)]}))
+def test_bad_rows_get_their_error_and_the_good_rows_are_still_transcribed(pyfunc):
+    rows = [b64(PNG)] + [value for value, _ in BAD_ROWS] + [b64(PNG)]
+    out = pyfunc.predict(None, pd.DataFrame({"image": rows}))
+    assert list(out.columns) == ["text", "confidence", "error"] and len(out) == len(rows)
+    assert out.error[0] == "" and out.error.iloc[-1] == ""
+    assert out.text[0] == out.text.iloc[-1] and out.confidence[0] == out.confidence.iloc[-1] > 0
+    for i, (_, says) in enumerate(BAD_ROWS, start=1):
+        assert re.search(says, out.error[i]), (i, out.error[i])
+        assert out.text[i] == "" and out.confidence[i] == 0.0
 
 
-def test_an_unknown_decoder_is_refused(pyfunc):
-    with pytest.raises(ValueError, match="decoder='viterbi'"):
-        pyfunc.predict(None, pd.DataFrame({"image": [b64(PNG)]}), params={"decoder": "viterbi"})
+def test_a_request_that_is_bad_as_a_whole_is_refused_as_invalid_parameter(pyfunc):
+    """The scoring server answers these with HTTP 400 and the message (see tests/test_serving.py)."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, ErrorCode
+
+    cases = [(pd.DataFrame({"picture": [b64(PNG)]}), None, r"input has no column 'image'; columns: \['picture'\]"),
+             (pd.DataFrame({"image": []}), None, "the request has no rows"),
+             (pd.DataFrame({"image": [b64(PNG)]}), {"decoder": "viterbi"}, "decoder='viterbi'"),
+             (pd.DataFrame({"image": [b64(PNG)]}), {"decoder": "beam", "beam_width": 0}, "beam_width=0")]
+    for frame, params, says in cases:
+        with pytest.raises(InvalidImageError, match=says) as caught:
+            pyfunc.predict(None, frame, params=params)
+        assert isinstance(caught.value, ValueError) and isinstance(caught.value, MlflowException)
+        assert caught.value.error_code == ErrorCode.Name(INVALID_PARAMETER_VALUE)
+        assert caught.value.get_http_status_code() == 400
 
 
-def test_good_rows_of_any_format_give_text_and_confidence(pyfunc):
+def odd_images() -> dict[str, bytes]:
+    """Valid but odd PNG/JPEG files: all must be transcribed."""
+    from PIL import Image
+
     gray = cv2.imdecode(np.frombuffer(PNG, np.uint8), cv2.IMREAD_GRAYSCALE)
-    jpeg = cv2.imencode(".jpg", cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR))[1].tobytes()
-    rgba = cv2.imencode(".png", cv2.cvtColor(gray, cv2.COLOR_GRAY2BGRA))[1].tobytes()
-    sixteen = cv2.imencode(".png", gray.astype(np.uint16) * 257)[1].tobytes()
-    rows = [b64(PNG), b64(jpeg), b64(rgba), b64(sixteen), PNG]  # raw bytes are accepted too
+    cmyk = io.BytesIO()
+    Image.fromarray(gray).convert("CMYK").save(cmyk, "JPEG")
+    page = np.full((8000, 8000, 3), 255, np.uint8)
+    page[3000:5000, 500:7500] = 0
+    return {
+        "jpeg": cv2.imencode(".jpg", cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR))[1].tobytes(),
+        "rgba": cv2.imencode(".png", cv2.cvtColor(gray, cv2.COLOR_GRAY2BGRA))[1].tobytes(),
+        "16-bit": cv2.imencode(".png", gray.astype(np.uint16) * 257)[1].tobytes(),
+        "16-bit RGB": cv2.imencode(".png", cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR).astype(np.uint16) * 257)[1].tobytes(),
+        "CMYK JPEG": cmyk.getvalue(),
+        "1 px wide": cv2.imencode(".png", gray[:, :1])[1].tobytes(),
+        "1 x 1": cv2.imencode(".png", gray[:1, :1])[1].tobytes(),
+        "20,000 px wide": cv2.imencode(".png", np.tile(gray, (1, 80)))[1].tobytes(),
+        "8,000 x 8,000": cv2.imencode(".jpg", page)[1].tobytes(),
+    }
+
+
+def test_good_rows_of_any_format_and_size_give_text_and_confidence(pyfunc):
+    odd = odd_images()
+    rows = [b64(PNG)] + [b64(data) for data in odd.values()] + [PNG]  # raw bytes are accepted too
     for decoder in ("greedy", "beam"):
         out = pyfunc.predict(None, pd.DataFrame({"image": rows}), params={"decoder": decoder, "beam_width": 3})
-        assert list(out.columns) == ["text", "confidence"] and len(out) == len(rows)
+        assert list(out.columns) == ["text", "confidence", "error"] and len(out) == len(rows)
+        assert (out.error == "").all(), dict(zip(["png", *odd, "bytes"], out.error))
         assert out.text.map(lambda t: isinstance(t, str) and set(t) <= set("abcdefghij")).all()
         assert out.confidence.between(0.0, 1.0).all() and out.confidence.dtype == np.float64
-    assert len(pyfunc.predict(None, pd.DataFrame({"image": []}))) == 0
+    # the same image as PNG, RGBA and 16 bit is the same input to the model
+    same = pyfunc.predict(None, pd.DataFrame({"image": [b64(PNG), b64(odd["rgba"]), b64(odd["16-bit"])]}))
+    assert same.text.nunique() == 1 and same.confidence.max() - same.confidence.min() < 1e-5
 
 
 def test_logged_prediction_model_is_code_not_a_pickle_and_loads_without_pickles(tracking_uri, tmp_path):
@@ -108,4 +150,46 @@ def test_logged_prediction_model_is_code_not_a_pickle_and_loads_without_pickles(
                           env=os.environ | {"MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "false"}, cwd=tmp_path,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "columns ['text', 'confidence'] 1" in done.stdout
+    assert "columns ['text', 'confidence', 'error'] 1" in done.stdout
+
+
+def test_logged_model_warms_up_on_load_and_turns_numbers_and_nulls_into_row_errors(tracking_uri):
+    """Through ``mlflow.pyfunc.load_model`` (its schema enforcement included, as the scoring server
+    does it): the signature names the ``error`` output; numbers and nulls in the string column ``image``
+    reach the model and become row errors; loading traced the inference function already."""
+    import keras
+    import mlflow
+
+    from hwr.config import ModelConfig
+    from hwr.data.charset import Charset
+    from hwr.mlflow.packaging import log_models
+    from hwr.model.crnn import build_crnn
+    from hwr.model.inference import inference_function
+
+    keras.utils.set_random_seed(0)
+    charset = Charset(tuple("abcdefghij"))
+    cfg = ModelConfig(img_height=32, img_width=64, conv_filters=(4, 8), dense_units=8, lstm1_units=4, lstm2_units=4)
+    with mlflow.start_run():
+        models = log_models(build_crnn(cfg, charset.num_classes), charset, [str(DHSD / "images/writer1/1_0.png")])
+    loaded = mlflow.pyfunc.load_model(models.prediction_uri)
+    assert loaded.metadata.get_output_schema().input_names() == ["text", "confidence", "error"]
+    inner = loaded.unwrap_python_model()
+    assert inference_function(inner.model, (32, 64, 1)).experimental_get_tracing_count() == 1  # warmed up
+    out = loaded.predict(pd.DataFrame({"image": [b64(PNG), 12, None, "", b64(PNG)]}))
+    assert out.error.tolist()[:1] + out.error.tolist()[-1:] == ["", ""]
+    assert "got int" in out.error[1] and "null" in out.error[2] and "empty" in out.error[3]
+    assert inference_function(inner.model, (32, 64, 1)).experimental_get_tracing_count() == 1  # no retrace
+
+
+def test_concurrent_requests_share_forward_passes_and_get_their_own_answers(pyfunc):
+    """The scoring server runs requests in threads: answers must match the sequential ones."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    paths = sorted((DHSD / "images/writer1").glob("*.png"))[:12]
+    frames = [pd.DataFrame({"image": [b64(p.read_bytes())] * (1 + i % 3) + ["%%%"]}) for i, p in enumerate(paths)]
+    sequential = [pyfunc.predict(None, f) for f in frames]
+    with ThreadPoolExecutor(6) as pool:
+        concurrent = list(pool.map(lambda f: pyfunc.predict(None, f), frames * 3))
+    for got, want in zip(concurrent, sequential * 3):
+        assert got.text.tolist() == want.text.tolist() and got.error.tolist() == want.error.tolist()
+        assert np.allclose(got.confidence, want.confidence, atol=1e-5)

@@ -145,7 +145,7 @@ print(list(out.columns), len(out), out.confidence.between(0, 1).all(), out.text.
 print(model.metadata.get_input_schema().input_names())
 """
     out = fresh_python(code, trained["env"]).strip().splitlines()
-    assert out[-2] == "['text', 'confidence'] 3 True True"
+    assert out[-2] == "['text', 'confidence', 'error'] 3 True True"
     assert out[-1] == "['image']"
 
 

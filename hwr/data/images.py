@@ -4,6 +4,8 @@ The one preprocessing used by training, evaluation, ``predict`` and the served m
 Any PNG/JPEG (8 or 16 bit; gray, RGB or RGBA) becomes grayscale, is contrast-stretched to
 [0, 1] (white paper ~1, ink ~0), scaled to the model's height keeping its aspect ratio, then
 padded on the right with its background colour, or squeezed horizontally if too wide.
+CMYK JPEGs are converted to colour by the decoder; images of any size work (a very large one is
+shrunk while still 8 bit, so an 8,000 x 8,000 page costs its decoded pixels and little more).
 """
 
 from __future__ import annotations
@@ -14,6 +16,10 @@ import cv2
 import numpy as np
 
 from hwr.errors import ImageDecodeError
+
+# Above this many pixels an image is shrunk to the model's geometry in uint8 before it becomes
+# float32 (4 bytes a pixel): the same result up to rounding, at a quarter of the memory.
+LARGE_IMAGE_PIXELS = 4_000_000
 
 
 def decode_image(data: bytes) -> np.ndarray:
@@ -26,7 +32,10 @@ def decode_image(data: bytes) -> np.ndarray:
     """
     if not data:
         raise ImageDecodeError("empty file")
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    try:
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error as exc:  # e.g. more pixels than OpenCV's limit (2**30)
+        raise ImageDecodeError(f"not a decodable PNG or JPEG image ({str(exc).strip().splitlines()[-1]})") from exc
     if image is None or image.size == 0:
         raise ImageDecodeError("not a decodable PNG or JPEG image")
     if image.dtype == np.uint16:
@@ -63,13 +72,18 @@ def fit_to_geometry(gray: np.ndarray, height: int, width: int) -> np.ndarray:
     Returns:
         ``(height, width)`` float32 in [0, 1]; background ~1.0, ink ~0.0.
     """
-    image = gray.astype(np.float32)
-    low, high = float(image.min()), float(image.max())
-    image = (image - low) / (high - low) if high > low else np.ones_like(image)
-    h, w = image.shape
+    h, w = gray.shape[:2]
     new_w = max(1, min(width, round(w * height / h)))
-    interpolation = cv2.INTER_AREA if h > height else cv2.INTER_LINEAR
-    image = cv2.resize(image, (new_w, height), interpolation=interpolation)
+    if gray.size > LARGE_IMAGE_PIXELS:  # shrink first, in uint8; stretch with the original's range
+        low, high = float(gray.min()), float(gray.max())
+        image = cv2.resize(gray, (new_w, height), interpolation=cv2.INTER_AREA).astype(np.float32)
+        image = (image - low) / (high - low) if high > low else np.ones_like(image)
+    else:
+        image = gray.astype(np.float32)
+        low, high = float(image.min()), float(image.max())
+        image = (image - low) / (high - low) if high > low else np.ones_like(image)
+        interpolation = cv2.INTER_AREA if h > height else cv2.INTER_LINEAR
+        image = cv2.resize(image, (new_w, height), interpolation=interpolation)
     if new_w < width:
         background = float(np.median(image))
         image = np.pad(image, ((0, 0), (0, width - new_w)), constant_values=background)

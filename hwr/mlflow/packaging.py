@@ -95,9 +95,13 @@ def encode_example(paths: list[str]) -> pd.DataFrame:
 
 
 def prediction_signature(example: pd.DataFrame):
-    """The pyfunc's signature: ``image`` (base64 string) in; ``text``, ``confidence`` out; and the
-    inference params ``decoder`` / ``beam_width`` (defaults greedy / 10), so callers may pass them."""
-    output = pd.DataFrame({"text": ["a"], "confidence": [1.0]})
+    """The pyfunc's signature: ``image`` (base64 string) in; ``text``, ``confidence`` and ``error``
+    (``""`` for a good row, else why the row is not a usable image) out; and the inference params
+    ``decoder`` / ``beam_width`` (defaults greedy / 10), so callers may pass them.
+
+    MLflow's schema enforcement passes a number or a null in ``image`` through unchanged (a string
+    column stays ``object``), so such a row reaches the model and becomes that row's ``error``."""
+    output = pd.DataFrame({"text": ["a"], "confidence": [1.0], "error": [""]})
     return mlflow.models.infer_signature(example, output, params=DEFAULT_PARAMS)
 
 

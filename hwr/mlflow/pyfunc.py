@@ -1,8 +1,17 @@
-"""The prediction model as an MLflow pyfunc: base64 PNG/JPEG in, text and confidence out.
+"""The prediction model as an MLflow pyfunc: base64 PNG/JPEG in, text, confidence and error out.
 
 It carries the Keras prediction model, the charset and the input geometry as artifacts, and the
 ``hwr`` package as code, and uses the same :mod:`hwr.data.images` and :mod:`hwr.model.inference` as
 training, so a served model preprocesses and decodes exactly as it was validated.
+
+Errors, as the scoring server (``mlflow models serve``) answers them:
+
+- the request as a whole is unusable (no ``image`` column, no rows, an unknown ``decoder``):
+  :class:`InvalidRequestError`, an :class:`~mlflow.exceptions.MlflowException` with error code
+  ``INVALID_PARAMETER_VALUE``, which the server answers with HTTP 400 and the message;
+- one row is not a usable image (not base64, not an image, empty, null, a number): that row gets
+  ``text`` ``""``, ``confidence`` 0.0 and its problem in ``error``; the other rows are transcribed
+  and the answer is 200. ``error`` is ``""`` for a good row.
 
 Models logged before the package had subpackages pickled this class as
 ``hwr.serving.HwrPredictionModel``; :mod:`hwr.serving` re-exports it so they keep loading.
@@ -18,12 +27,27 @@ import math
 import mlflow.pyfunc
 import numpy as np
 import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
 from hwr.data.images import decode_image, fit_to_geometry
-from hwr.errors import ImageDecodeError, InvalidImageError
+from hwr.errors import InvalidImageError
 
 IMAGE_COLUMN = "image"
+OUTPUT_COLUMNS = ("text", "confidence", "error")
 DEFAULT_PARAMS = {"decoder": "greedy", "beam_width": 10}  # inference params of predict()
+WARM_UP_BATCHES = (1, 64)  # batch sizes run once in load_context, so no request pays the tracing
+
+
+class InvalidRequestError(InvalidImageError, MlflowException):
+    """The request as a whole cannot be transcribed (no ``image`` column, no rows, a bad parameter).
+
+    An :class:`MlflowException` with ``INVALID_PARAMETER_VALUE``, so the scoring server answers
+    HTTP 400 with this message; a ``ValueError`` (and :class:`InvalidImageError`) for local callers.
+    """
+
+    def __init__(self, message: str):
+        MlflowException.__init__(self, message, error_code=INVALID_PARAMETER_VALUE)
 
 
 def image_bytes(value) -> bytes:
@@ -34,7 +58,7 @@ def image_bytes(value) -> bytes:
     """
     if isinstance(value, (bytes, bytearray)):
         return bytes(value)
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if value is None or value is pd.NA or value is pd.NaT or (isinstance(value, float) and math.isnan(value)):
         raise InvalidImageError("missing value (null); expected a base64 string")
     if not isinstance(value, str):
         raise InvalidImageError(f"expected a base64 string, got {type(value).__name__}")
@@ -44,10 +68,41 @@ def image_bytes(value) -> bytes:
         raise InvalidImageError(f"not valid base64 ({exc})") from exc
 
 
+def row_image(value, height: int, width: int) -> np.ndarray:
+    """One request cell -> ``(height, width)`` float32 in [0, 1] (the training preprocessing).
+
+    Raises:
+        InvalidImageError / ImageDecodeError: the cell is not a usable image; the message says why.
+    """
+    return fit_to_geometry(decode_image(image_bytes(value)), height, width)
+
+
+def check_params(params: dict | None) -> tuple[str, int]:
+    """``decoder`` and ``beam_width`` of a request, checked.
+
+    Raises:
+        InvalidRequestError: an unknown decoder or a beam width that is not a positive integer.
+    """
+    from hwr.config.prediction import DECODERS
+
+    params = {**DEFAULT_PARAMS, **(params or {})}
+    decoder = str(params["decoder"])
+    if decoder not in DECODERS:
+        raise InvalidRequestError(f"decoder={decoder!r}: expected one of {DECODERS}")
+    try:
+        beam_width = int(params["beam_width"])
+    except (TypeError, ValueError):
+        beam_width = 0
+    if beam_width < 1:
+        raise InvalidRequestError(f"beam_width={params['beam_width']!r}: expected a positive integer")
+    return decoder, beam_width
+
+
 class HwrPredictionModel(mlflow.pyfunc.PythonModel):
     """pyfunc wrapper. Input: DataFrame with column ``image`` (base64-encoded PNG/JPEG, one per
-    row). Output: DataFrame with ``text`` (str) and ``confidence`` (float in [0, 1], mean
-    per-character max probability), one row per input row.
+    row). Output: DataFrame with ``text`` (str), ``confidence`` (float in [0, 1], mean
+    per-character max probability) and ``error`` (``""``, or why the row is not a usable image),
+    one row per input row.
 
     Artifacts: ``keras_model`` (prediction model ``.keras``), ``charset`` (``charset.json``),
     ``geometry`` (JSON with ``img_height``, ``img_width``).
@@ -62,35 +117,65 @@ class HwrPredictionModel(mlflow.pyfunc.PythonModel):
         self.charset = Charset.load(context.artifacts["charset"])
         geometry = json.loads(open(context.artifacts["geometry"], encoding="utf-8").read())
         self.height, self.width = int(geometry["img_height"]), int(geometry["img_width"])
+        self.warm_up()
 
-    def preprocess(self, values) -> np.ndarray:
-        """Column of base64 images -> ``(n, height, width, 1)`` float32 in [0, 1].
+    @property
+    def predictor(self):
+        """The model's :class:`~hwr.model.inference.BatchingPredictor`: concurrent requests (the
+        scoring server runs each in a thread) share forward passes."""
+        from hwr.model.inference import BatchingPredictor
 
-        Raises:
-            InvalidImageError: naming the first row that is not a decodable image.
-        """
-        images = []
-        for row, value in enumerate(values):
+        if getattr(self, "_predictor", None) is None or self._predictor.model is not self.model:
+            self._predictor = BatchingPredictor(self.model)
+        return self._predictor
+
+    def warm_up(self) -> None:
+        """Trace the inference function and touch its kernels (blank pages of each batch size of
+        :data:`WARM_UP_BATCHES`), so that the first request is as fast as the rest."""
+        from hwr.model.inference import transcribe
+
+        for n in WARM_UP_BATCHES:
+            transcribe(self.model, self.charset, np.ones((n, self.height, self.width, 1), np.float32),
+                       predictor=self.predictor)
+
+    def preprocess(self, values) -> tuple[np.ndarray, list[str]]:
+        """Column of base64 images -> ``(n_good, height, width, 1)`` float32 in [0, 1], and one
+        error message per row (``""`` for a good row). A bad row never raises."""
+        images, errors = [], []
+        for value in values:
             try:
-                gray = decode_image(image_bytes(value))
-            except (InvalidImageError, ImageDecodeError) as exc:
-                raise InvalidImageError(f"row {row} of column {IMAGE_COLUMN!r}: {exc}") from exc
-            images.append(fit_to_geometry(gray, self.height, self.width))
-        return np.stack(images)[..., np.newaxis] if images else np.zeros((0, self.height, self.width, 1), np.float32)
+                images.append(row_image(value, self.height, self.width))
+                errors.append("")
+            except Exception as exc:  # noqa: BLE001 - one row's problem, whatever it is, stays in its row
+                errors.append(str(exc) if isinstance(exc, ValueError) else f"unusable image ({type(exc).__name__}: {exc})")
+        batch = np.stack(images)[..., np.newaxis] if images else np.zeros((0, self.height, self.width, 1), np.float32)
+        return batch, errors
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         """``params`` (optional): ``decoder`` (``greedy``, the default, or ``beam``) and
         ``beam_width`` (int, default 10).
 
+        Returns:
+            ``text``, ``confidence`` and ``error`` per input row; a row that is not a usable image
+            has ``text`` ``""``, ``confidence`` 0.0 and its problem in ``error``.
+
         Raises:
-            InvalidImageError: no ``image`` column, or a row that is not a decodable image.
-            ValueError: an unknown ``decoder``.
+            InvalidRequestError: not a frame, no ``image`` column, no rows, or bad ``params``.
         """
         from hwr.model.inference import transcribe
 
+        if not isinstance(model_input, pd.DataFrame):
+            raise InvalidRequestError(f"expected a table with column {IMAGE_COLUMN!r}, got {type(model_input).__name__}")
         if IMAGE_COLUMN not in model_input.columns:
-            raise InvalidImageError(f"input has no column {IMAGE_COLUMN!r}; columns: {list(model_input.columns)}")
-        params = {**DEFAULT_PARAMS, **(params or {})}
-        texts, confidence = transcribe(self.model, self.charset, self.preprocess(model_input[IMAGE_COLUMN]),
-                                       decoder=str(params["decoder"]), beam_width=int(params["beam_width"]))
-        return pd.DataFrame({"text": texts, "confidence": confidence.astype(np.float64)})
+            raise InvalidRequestError(f"input has no column {IMAGE_COLUMN!r}; columns: {list(model_input.columns)}")
+        if len(model_input) == 0:
+            raise InvalidRequestError(f"the request has no rows: send one base64 PNG/JPEG per row in column {IMAGE_COLUMN!r}")
+        decoder, beam_width = check_params(params)
+        images, errors = self.preprocess(model_input[IMAGE_COLUMN])
+        texts, confidence = [""] * len(errors), np.zeros(len(errors), np.float64)
+        if len(images):
+            good_texts, good_conf = transcribe(self.model, self.charset, images, decoder=decoder,
+                                               beam_width=beam_width, predictor=self.predictor)
+            for row, text, conf in zip((i for i, e in enumerate(errors) if not e), good_texts, good_conf):
+                texts[row], confidence[row] = text, float(conf)
+        return pd.DataFrame({"text": texts, "confidence": confidence, "error": errors})
