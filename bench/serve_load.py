@@ -394,7 +394,7 @@ def main() -> None:
     single = levels[0]
     eight = 8 if 8 in levels else levels[-1]
     checks = [
-        (f"single-client p50 <= 4x floor", model[single]["p50"] / floor[single]["p50"], 4.0, "<="),
+        ("single-client p50 <= 4x floor", model[single]["p50"] / floor[single]["p50"], 4.0, "<="),
         (f"req/s at {eight} clients >= 50% of floor", model[eight]["rps"] / floor[eight]["rps"], 0.5, ">="),
         ("64-image request <= 1.5x raw batch inference", model["batch64_s"] / raw, 1.5, "<="),
     ]

@@ -382,7 +382,6 @@ def test_train_cli_on_a_csv_that_is_not_utf8_exits_2_with_one_line(tmp_path):
 # through a real server.
 import base64  # noqa: E402
 import json  # noqa: E402
-import os  # noqa: E402
 
 
 @pytest.fixture(scope="module")

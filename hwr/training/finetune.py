@@ -27,17 +27,17 @@ from hwr.data.labels import BadInputLog, read_labels
 from hwr.data.pages.lines import as_csv
 from hwr.data.pipeline import as_model_input
 from hwr.data.remote import local_view
-from hwr.errors import ConfigError, TrainingDiverged
+from hwr.errors import ConfigError
 from hwr.evaluation import metrics
 from hwr.mlflow import runs
 from hwr.mlflow.packaging import FULL_MODEL_NAME, KIND_KEY
 from hwr.model import transfer
 from hwr.model.crnn import compile_model, prediction_model
 from hwr.model.inference import transcribe
-from hwr.mlflow.checkpoints import log_checkpoint, take_over_launcher
+from hwr.mlflow.checkpoints import log_checkpoint
 from hwr.training.checkpoint import Checkpoint, TrainingState, restore_model
 from hwr.training.fit import fit
-from hwr.training.resume import diverged_hint, params_text, resume_state, resumed_lr
+from hwr.training.resume import params_text, resumed_lr, training_run
 from hwr.training.steps import TrainResult, datasets, finish_run, log_data_summary, log_results, register_result
 
 PHASE_METRICS = ("loss", "val_loss", "val_cer", "val_wer")
@@ -224,18 +224,9 @@ def run_finetune(cfg: FinetuneConfig) -> TrainResult:
     """
     cfg.validate()
     resolve_base_model(cfg.base_model)
-    resume = resume_state(cfg.resume_run_id, ("finetune",), cfg.flat_params()) if cfg.resume_run_id else None
-    if resume is not None:
-        take_over_launcher(cfg.resume_run_id)
-    with runs.verb_run(run_id=cfg.resume_run_id or None, tags={runs.VERB: "finetune"},
-                       log_system_metrics=cfg.system_metrics) as run:
-        if resume is None:
-            runs.name_run("finetune", cfg.data.data)
-        try:
-            result, base = finetune_and_log(cfg, resume)
-        except TrainingDiverged as exc:
-            lr, name = (cfg.full_lr, "full_lr") if cfg.full_epochs else (cfg.head_lr, "head_lr")
-            raise diverged_hint(exc, run.info.run_id, lr, name) from exc
+    lr, lr_param = (cfg.full_lr, "full_lr") if cfg.full_epochs else (cfg.head_lr, "head_lr")
+    with training_run("finetune", cfg, lr, lr_param) as (_, resume):
+        result, base = finetune_and_log(cfg, resume)
         train_cfg = cfg.train_config(ModelConfig())
         tags = {"base_model": base.uri, "base_run_id": base.run_id or ""}
         finish_run(result, train_cfg, register_result(result, train_cfg, tags=tags) if cfg.register else None)

@@ -4,12 +4,13 @@ compared with the resume's; a changed learning rate is applied; a NaN loss says 
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from pathlib import Path
 
 from hwr.errors import ConfigError, TrainingDiverged
 from hwr.mlflow import runs
-from hwr.mlflow.checkpoints import download_checkpoint, resumable_run
+from hwr.mlflow.checkpoints import download_checkpoint, resumable_run, take_over_launcher
 from hwr.training.checkpoint import RESUMABLE_CHANGES, TrainingState, differing_params
 
 
@@ -57,3 +58,27 @@ def diverged_hint(exc: TrainingDiverged, run_id: str, lr: float, lr_param: str =
     """The NaN error with what to do next: the run is FAILED; its last checkpoint resumes with a lower rate."""
     return TrainingDiverged(f"{exc}; run {run_id} is marked FAILED. Continue it from its last checkpoint with a "
                             f"lower learning rate: -P resume_run_id={run_id} -P {lr_param}={lr / 10:g}")
+
+
+@contextlib.contextmanager
+def training_run(verb: str, cfg, lr: float, lr_param: str = "lr"):
+    """The run of a training verb (``train``, ``finetune``): a new one, named after the data, or,
+    with ``cfg.resume_run_id``, that run reopened (its checkpoint and parameters checked first).
+    Yields ``(run, resume)``, ``resume`` being the :class:`TrainingState` to continue from or None.
+    A NaN loss leaves the block as :class:`TrainingDiverged` saying how to resume with a rate below
+    ``lr`` (the parameter ``lr_param``).
+
+    Raises:
+        ConfigError: a run that cannot be resumed with these parameters (before the run is opened).
+    """
+    resume = resume_state(cfg.resume_run_id, (verb,), cfg.flat_params()) if cfg.resume_run_id else None
+    if resume is not None:
+        take_over_launcher(cfg.resume_run_id)
+    with runs.verb_run(run_id=cfg.resume_run_id or None, tags={runs.VERB: verb},
+                       log_system_metrics=cfg.system_metrics) as run:
+        if resume is None:
+            runs.name_run(verb, cfg.data.data)
+        try:
+            yield run, resume
+        except TrainingDiverged as exc:
+            raise diverged_hint(exc, run.info.run_id, lr, lr_param) from exc

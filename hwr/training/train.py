@@ -16,12 +16,11 @@ import mlflow
 from hwr.config import TrainConfig
 from hwr.data.dataset import prepare_data
 from hwr.data.pipeline import as_model_input
-from hwr.errors import TrainingDiverged
 from hwr.mlflow import runs
-from hwr.mlflow.checkpoints import log_checkpoint, take_over_launcher
+from hwr.mlflow.checkpoints import log_checkpoint
 from hwr.training.checkpoint import Checkpoint, TrainingState, restore_model
 from hwr.training.fit import fit
-from hwr.training.resume import diverged_hint, params_text, resume_state, resumed_lr
+from hwr.training.resume import params_text, resumed_lr, training_run
 from hwr.training.steps import (TrainResult, build_model, datasets, finish_run, log_data_summary, log_results,
                                 register_result)
 
@@ -69,16 +68,7 @@ def run_train(cfg: TrainConfig) -> TrainResult:
         TrainingDiverged: a NaN loss (the run ends FAILED, its last checkpoint kept).
     """
     cfg.validate()
-    resume = resume_state(cfg.resume_run_id, ("train",), cfg.flat_params()) if cfg.resume_run_id else None
-    if resume is not None:
-        take_over_launcher(cfg.resume_run_id)
-    with runs.verb_run(run_id=cfg.resume_run_id or None, tags={runs.VERB: "train"},
-                       log_system_metrics=cfg.system_metrics) as run:
-        if resume is None:
-            runs.name_run("train", cfg.data.data)
-        try:
-            result = train_and_log(cfg, resume=resume)
-        except TrainingDiverged as exc:
-            raise diverged_hint(exc, run.info.run_id, cfg.lr) from exc
+    with training_run("train", cfg, cfg.lr) as (_, resume):
+        result = train_and_log(cfg, resume=resume)
         finish_run(result, cfg, register_result(result, cfg) if cfg.register else None)
     return result
