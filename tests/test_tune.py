@@ -99,7 +99,7 @@ def test_tpe_search_nests_trials_and_registers_best_as_challenger(tmp_path, trac
     import hwr.training.train
     from hwr.tuning.search import run_tune
 
-    def in_this_process(cfg, callbacks=()):
+    def in_this_process(cfg, callbacks=(), resume=None):
         raise AssertionError("with isolate_trials (the default) a trial must not train in the search's process")
 
     monkeypatch.setattr(hwr.training.train, "train_and_log", in_this_process)
@@ -145,11 +145,11 @@ def test_failed_trial_is_marked_and_interrupted_search_resumes(tmp_path, trackin
 
     real, calls = hwr.training.train.train_and_log, []
 
-    def train_and_log(cfg, callbacks=()):
+    def train_and_log(cfg, callbacks=(), resume=None):
         calls.append(cfg.model.img_width)
         if len(calls) == 3:
             raise Killed()
-        return real(cfg, callbacks)
+        return real(cfg, callbacks, resume)
 
     monkeypatch.setattr(hwr.training.train, "train_and_log", train_and_log)
     # img_width=8 leaves 2 CTC frames: every DHSD word is too long, so that trial must fail.
