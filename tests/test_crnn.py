@@ -37,3 +37,22 @@ def test_a_label_too_long_for_a_one_block_model_names_its_formula(tmp_path):
     assert kept.text.tolist() == ["abcdefgh"]
     assert "needs 9 CTC frames but the model emits 8 (img_width / 2)" in bad.rows[0].reason
     assert bad.rows[0].file == "b.png" and bad.rows[0].row == 3
+
+
+def test_ctc_loss_with_sparse_labels_equals_keras_dense_ctc():
+    """The loss layer's sparse-label CTC gives Keras' dense-label value, for full, short and empty
+    labels (an empty one: a val label of characters the charset lacks)."""
+    import numpy as np
+    from keras import ops
+
+    from hwr.model.crnn import CTCLossLayer
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(4, 12, 6)).astype("float32")
+    probs = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    labels = np.array([[1, 2, 3, 4, 5], [5, 5, 0, 0, 0], [2, 0, 0, 0, 0], [0, 0, 0, 0, 0]], np.int32)
+    layer = CTCLossLayer()
+    layer(labels, probs)
+    lengths = (labels != 0).sum(-1).astype("int32")
+    dense = ops.ctc_loss(labels, ops.log(probs + 1e-7), lengths, np.full(4, 12, "int32"), mask_index=0)
+    assert float(layer.losses[0]) == pytest.approx(float(np.mean(dense)), rel=1e-4)

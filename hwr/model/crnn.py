@@ -28,15 +28,29 @@ class CTCLossLayer(layers.Layer):
 
     ``labels``: ``(batch, max_len)`` int32, ids 1..V, 0-padded (0 is also the blank).
     ``probs``: ``(batch, time, V + 1)`` softmax output. Every image yields all ``time`` frames.
+
+    The loss is TensorFlow's CTC with *sparse* labels (``tf.nn.ctc_loss`` given a
+    ``SparseTensor``), whose kernel grows linearly with the label length; ``keras.ops.ctc_loss``
+    (dense labels) computes the same value about 15x slower here (28 ms against 1.9 ms for a batch
+    of 32 DHSD words), which halved the training throughput of the default model. The value is
+    Keras' to within float rounding (``tests/test_crnn.py``).
     """
 
     def call(self, labels, probs):
-        labels = ops.cast(labels, "int32")
-        label_length = ops.sum(ops.cast(ops.not_equal(labels, 0), "int32"), axis=-1)
-        batch, frames = ops.shape(probs)[0], ops.shape(probs)[1]
-        output_length = ops.full((batch,), frames, dtype="int32")
-        loss = ops.ctc_loss(labels, ops.log(probs + 1e-7), label_length, output_length, mask_index=0)
-        self.add_loss(ops.mean(loss))
+        import tensorflow as tf
+
+        labels = tf.cast(labels, tf.int32)
+        batch, frames = tf.shape(probs)[0], tf.shape(probs)[1]
+        log_probs = ops.log(probs + 1e-7)
+        # the sparse kernel refuses an empty label (a val label whose characters the charset lacks):
+        # it gets a stand-in label here, and its true loss, every frame blank, below
+        empty = tf.equal(tf.reduce_sum(labels, axis=-1), 0)
+        stand_in = tf.one_hot(tf.zeros([batch], tf.int32), tf.shape(labels)[1], dtype=tf.int32)
+        sparse = tf.sparse.from_dense(tf.where(empty[:, None], stand_in, labels))
+        loss = tf.nn.ctc_loss(sparse, log_probs, None, tf.fill([batch], frames), logits_time_major=False,
+                              blank_index=0)
+        all_blank = -tf.reduce_sum(tf.nn.log_softmax(log_probs)[:, :, 0], axis=-1)
+        self.add_loss(ops.mean(tf.where(empty, all_blank, loss)))
         return probs
 
 
