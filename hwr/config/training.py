@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hwr.config.params import (COUNT, FRACTION, LEARNING_RATE, NOT_BLANK, POSITIVE, Config, int_list_text,
+from hwr.config.params import (COUNT, FRACTION, LEARNING_RATE, MINUTES, NOT_BLANK, POSITIVE, Config, int_list_text,
                                param, parse_bool, parse_int_list, same_as)
 from hwr.errors import ConfigError
 
@@ -146,6 +146,11 @@ class TrainConfig(Config):
                             "down to lr/16", rule=LEARNING_RATE)
     batch_size: int = param(32, "images per training step", rule=POSITIVE)
     epochs: int = param(40, "maximum epochs", rule=POSITIVE)
+    max_minutes: float = param(0.0, "training time of the run in minutes (0 = none): the learning rate warms up "
+                                    "over the first 5 %, then follows a cosine down to lr/20 at the deadline, "
+                                    "where training stops (within one batch) with the best epoch's weights; "
+                                    "epochs still caps it, and a resumed run counts only the minutes trained",
+                               rule=MINUTES)
     patience: int = param(8, "stop after this many epochs without a better val_cer (0 = never)", rule=COUNT)
     seed: int = param(42, "seeds Python, NumPy, TensorFlow, the random split and the shuffle")
     augment: bool = param(True, "random slant, shrink, vertical shift and stroke thickening of training "

@@ -186,3 +186,54 @@ class Deadline(keras.callbacks.Callback):
             self.reached = True
             print("time budget reached: training stops after this batch", flush=True)
             self.model.stop_training = True
+
+
+WARM_UP_FRACTION = 0.05  # of the time budget, with the learning rate rising from lr/10 to lr
+FINAL_LR_FRACTION = 1 / 20  # the learning rate at the deadline
+
+
+def budget_learning_rate(fraction: float, lr: float) -> float:
+    """The learning rate at ``fraction`` (0..1) of a time budget: linear warm-up from ``lr/10`` to
+    ``lr`` over :data:`WARM_UP_FRACTION`, then a cosine down to ``lr *`` :data:`FINAL_LR_FRACTION`
+    at the deadline (Loshchilov & Hutter, "SGDR", ICLR 2017, one cycle without restarts, planned to
+    the wall clock instead of to a number of steps)."""
+    fraction = min(max(fraction, 0.0), 1.0)
+    if fraction < WARM_UP_FRACTION:
+        return lr * (0.1 + 0.9 * fraction / WARM_UP_FRACTION)
+    final = lr * FINAL_LR_FRACTION
+    progress = (fraction - WARM_UP_FRACTION) / (1.0 - WARM_UP_FRACTION)
+    return final + (lr - final) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+class TimeBudget(keras.callbacks.Callback):
+    """Train for ``seconds`` of training time: before each batch the learning rate follows
+    :func:`budget_learning_rate` of the time spent, and after the batch that reaches the budget
+    training stops (the epoch still ends with its validation; :class:`BestWeights` restores the best
+    epoch). ``reached`` says whether the budget stopped training. Resumable: the time spent before a
+    checkpoint counts (``get_state``/``set_state``). ``clock``: seconds, monotonic (for tests)."""
+
+    def __init__(self, seconds: float, lr: float, clock=time.monotonic):
+        super().__init__()
+        self.seconds, self.lr, self.clock = seconds, lr, clock
+        self.spent_before, self.started, self.reached = 0.0, None, False
+
+    def spent(self) -> float:
+        return self.spent_before + (self.clock() - self.started if self.started is not None else 0.0)
+
+    def on_train_begin(self, logs=None):
+        self.started = self.clock()
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.model.optimizer.learning_rate.assign(budget_learning_rate(self.spent() / self.seconds, self.lr))
+
+    def on_train_batch_end(self, batch, logs=None):
+        if not self.reached and self.spent() >= self.seconds:
+            self.reached = True
+            print(f"time budget of {self.seconds / 60:g} minutes reached: training stops after this batch", flush=True)
+            self.model.stop_training = True
+
+    def get_state(self) -> dict:
+        return {"spent_s": self.spent()}
+
+    def set_state(self, state: dict) -> None:
+        self.spent_before, self.started = float(state["spent_s"]), self.clock()

@@ -19,8 +19,8 @@ import tensorflow as tf
 from hwr.data.charset import Charset
 from hwr.errors import TrainingDiverged
 from hwr.training.checkpoint import Checkpoint
-from hwr.training.callbacks import (BestWeights, PlateauEarlyStopping, PlateauReduceLR, StopOnNaN,
-                                    ValidationMetrics)
+from hwr.training.callbacks import (BestWeights, PlateauEarlyStopping, PlateauReduceLR, StopOnNaN, TimeBudget,
+                                    ValidationMetrics, learning_rate)
 
 EpochHook = Callable[[int, dict], None]
 
@@ -39,7 +39,7 @@ def fit(model: keras.Model, train_ds: tf.data.Dataset, val_ds: tf.data.Dataset |
         val_texts, charset: Charset, epochs: int, patience: int, on_epoch: EpochHook | None = None,
         step_offset: int = 0, extra_logs: dict | None = None,
         callbacks: tuple[keras.callbacks.Callback, ...] = (),
-        checkpoint: Checkpoint | None = None) -> tuple[pd.DataFrame, BestWeights]:
+        checkpoint: Checkpoint | None = None, max_minutes: float = 0.0) -> tuple[pd.DataFrame, BestWeights]:
     """Train a compiled full model; the model ends with its best-``val_cer`` weights.
 
     Args:
@@ -48,6 +48,8 @@ def fit(model: keras.Model, train_ds: tf.data.Dataset, val_ds: tf.data.Dataset |
         on_epoch: called with ``(epoch, logs)`` after each epoch (epoch from 0, plus ``step_offset``).
         step_offset: added to epoch numbers (for fits in several phases); extra_logs: added to every epoch's logs.
         callbacks: more callbacks (e.g. a time limit or pruning), run after the best-weights one.
+        max_minutes: a time budget (0 = none): :class:`~hwr.training.callbacks.TimeBudget` plans the
+            learning rate to it and stops there, instead of the plateau halving.
         checkpoint: saves a checkpoint after every epoch; when it carries a state to resume
             (``checkpoint.resume``, whose weights :func:`~hwr.training.checkpoint.restore_model` put
             into ``model``), training continues at that state's epoch with its counters.
@@ -61,7 +63,8 @@ def fit(model: keras.Model, train_ds: tf.data.Dataset, val_ds: tf.data.Dataset |
         TrainingDiverged: the loss became NaN or infinite (the epoch, batch and learning rate named).
     """
     best = BestWeights()
-    policy = [ValidationMetrics(val_images, val_texts, charset, extra_logs), StopOnNaN(), best, PlateauReduceLR()]
+    schedule = TimeBudget(60 * max_minutes, learning_rate(model)) if max_minutes else PlateauReduceLR()
+    policy = [ValidationMetrics(val_images, val_texts, charset, extra_logs), StopOnNaN(), best, schedule]
     if patience:
         policy.append(PlateauEarlyStopping(patience))
     policy += [*callbacks, epoch_report(best, on_epoch, step_offset)]

@@ -53,7 +53,7 @@ def train_and_log(cfg: TrainConfig, callbacks: tuple[keras.callbacks.Callback, .
     checkpoint = Checkpoint(log_checkpoint, params_text(cfg), resume)
     history, best = fit(full, train_ds, val_ds, as_model_input(data.images["val"]), data.texts("val"),
                         data.charset, cfg.epochs, cfg.patience, runs.epoch_logger(), callbacks=callbacks,
-                        checkpoint=checkpoint)
+                        checkpoint=checkpoint, max_minutes=cfg.max_minutes)
     result = log_results(full, data, history, best.best_cer, best.best_epoch + 1, test_dataset=splits["test"])
     runs.log_metrics({"train_time_s": time.monotonic() - started + (resume.elapsed_s if resume else 0.0)})
     return result

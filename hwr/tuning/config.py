@@ -1,5 +1,6 @@
 """The parameters of ``tune``, each declared once (see :mod:`hwr.config.params`): the search's
-own settings, plus every ``train`` parameter but ``epochs`` (replaced by ``trial_epochs``).
+own settings, plus every ``train`` parameter but ``epochs`` and ``max_minutes`` (replaced by
+``trial_epochs`` and ``trial_max_minutes``; ``tune``'s own ``max_minutes`` is the whole search's).
 No MLflow, no TensorFlow."""
 
 from __future__ import annotations
@@ -9,13 +10,12 @@ from dataclasses import dataclass, field
 
 from hwr.config import TrainConfig
 from hwr.config.prediction import BACKENDS
-from hwr.config.params import COUNT, POSITIVE, Config, Rule, param, parse_bool
+from hwr.config.params import COUNT, MINUTES, POSITIVE, Config, param, parse_bool
 from hwr.errors import ConfigError
 from hwr.tuning.space import load_space
 
 ALGOS = ("tpe", "random")
 METRICS = ("val_cer", "val_wer", "val_loss", "loss")
-MINUTES = Rule(lambda v: v >= 0, "0 (no limit) or a number of minutes")
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,8 @@ class TuneConfig(Config):
                              "best so far) or random", choices=ALGOS)
     trial_epochs: int = param(5, "epochs each trial trains (replaces train's epochs; patience still stops a "
                                  "trial early)", rule=POSITIVE)
+    trial_max_minutes: float = param(0.0, "training time of each trial in minutes (0 = none; train's max_minutes "
+                                          "for every trial: the learning rate is planned to it)", rule=MINUTES)
     metric: str = param("val_cer", "minimised metric: val_cer (the trial's best validation CER, as train "
                                    "reports it), or the best per-epoch val_wer, val_loss or loss", choices=METRICS)
     search_space: str = param("", "YAML/JSON search-space file (empty: the default space); format in README, "
@@ -72,7 +74,8 @@ class TuneConfig(Config):
             ConfigError: an unknown parameter (``epochs`` included: use ``trial_epochs``).
         """
         cfg = cls().replace(**flat)
-        return dataclasses.replace(cfg, train=cfg.train.replace(epochs=cfg.trial_epochs))
+        return dataclasses.replace(cfg, train=cfg.train.replace(epochs=cfg.trial_epochs,
+                                                                max_minutes=cfg.trial_max_minutes))
 
     def replace(self, **changes):
         if "epochs" in changes:

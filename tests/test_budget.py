@@ -1,0 +1,62 @@
+"""`train -P max_minutes=...`: the learning rate planned to the deadline, training stopped there."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import DHSD, tiny_config, write_subset
+
+
+def test_budget_learning_rate_warms_up_then_follows_a_cosine_to_the_deadline():
+    from hwr.training.callbacks import budget_learning_rate
+
+    lr = 0.01
+    assert budget_learning_rate(0.0, lr) == pytest.approx(0.001)   # lr / 10
+    assert budget_learning_rate(0.025, lr) == pytest.approx(0.0055)  # half-way through the warm-up
+    assert budget_learning_rate(0.05, lr) == pytest.approx(0.01)   # the peak
+    assert budget_learning_rate(0.525, lr) == pytest.approx((0.01 + 0.0005) / 2)  # half-way down the cosine
+    assert budget_learning_rate(1.0, lr) == pytest.approx(0.0005)  # lr / 20 at the deadline
+    assert budget_learning_rate(1.7, lr) == pytest.approx(0.0005)  # past it: stays there
+
+
+def test_time_budget_sets_the_rate_stops_at_the_deadline_and_counts_earlier_time():
+    import keras
+
+    from hwr.training.callbacks import TimeBudget
+
+    now = [100.0]
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss="mse")
+    budget = TimeBudget(60.0, 0.01, clock=lambda: now[0])
+    budget.set_model(model)
+    budget.on_train_begin()
+    now[0] += 31.5  # 52.5 % of the budget
+    budget.on_train_batch_begin(0)
+    assert float(model.optimizer.learning_rate) == pytest.approx(0.00525)
+    budget.on_train_batch_end(0)
+    assert not model.stop_training
+    resumed = TimeBudget(60.0, 0.01, clock=lambda: now[0])  # a resumed run: 31.5 s spent before
+    resumed.set_model(model)
+    resumed.on_train_begin()
+    resumed.set_state(budget.get_state())
+    now[0] += 28.5
+    resumed.on_train_batch_end(0)
+    assert resumed.reached and model.stop_training
+
+
+@pytest.mark.slow
+def test_train_with_a_time_budget_stops_at_it_with_its_best_weights(tmp_path, tracking_uri):
+    from mlflow import MlflowClient
+
+    from hwr.training.train import run_train
+
+    labels = write_subset(DHSD, tmp_path / "subset.csv", {"train": 64, "val": 16, "test": 16})
+    result = run_train(tiny_config(labels, epochs=500, max_minutes=0.25, register=False))
+    client = MlflowClient(tracking_uri)
+    run = client.get_run(result.run_id)
+    epochs = len(client.get_metric_history(result.run_id, "val_cer"))
+    assert run.info.status == "FINISHED" and 1 < epochs < 500
+    assert run.data.params["max_minutes"] == "0.25"
+    rates = [m.value for m in sorted(client.get_metric_history(result.run_id, "learning_rate"), key=lambda m: m.step)]
+    assert rates[-1] < rates[len(rates) // 2] < 0.001  # decaying to the deadline
+    assert run.data.metrics["train_time_s"] < 15 + 30  # the budget, plus loading, the cut epoch and the test
