@@ -130,6 +130,13 @@ def test_train_data_csv_without_the_named_columns(tmp_path):
         prepare_small(cfg.replace(image_col="file"))
 
 
+def test_train_data_csv_with_only_a_header(tmp_path):
+    cfg = small_data_set(tmp_path)
+    cfg.labels_path().write_text("image,text,split\n", encoding="utf-8")
+    with pytest.raises(BadInputError, match=r"labels.csv: no rows, only the header \['image', 'text', 'split'\]"):
+        prepare_small(cfg)
+
+
 ESCAPES = {"dotdot": "../../etc/passwd", "absolute": "/etc/passwd", "symlink": None}
 
 

@@ -70,7 +70,7 @@ def read_labels(cfg: DataConfig, seed: int, bad: BadInputLog, any_split: bool = 
         not be cut, see :mod:`hwr.data.pages.lines`) rejects its row with that reason.
 
     Raises:
-        BadInputError: missing folder/CSV/column or a CSV that is not UTF-8 (always), or a bad row
+        BadInputError: missing folder/CSV/column, a CSV without rows or not in UTF-8 (always), or a bad row
         under policy ``error``: empty label, image path outside the data folder, missing image
         file, unknown split value.
     """
@@ -81,6 +81,8 @@ def read_labels(cfg: DataConfig, seed: int, bad: BadInputLog, any_split: bool = 
     if not csv_path.is_file():
         raise BadInputError(f"labels CSV {str(csv_path)!r} does not exist (parameter labels)")
     table = read_csv_text(csv_path)
+    if table.empty:
+        raise BadInputError(f"{csv_path}: no rows, only the header {list(table.columns)} (parameter labels)")
     for column, param in ((cfg.image_col, "image_col"), (cfg.text_col, "text_col")):
         if column not in table.columns:
             raise BadInputError(
@@ -104,7 +106,7 @@ def read_labels(cfg: DataConfig, seed: int, bad: BadInputLog, any_split: bool = 
     for r, problem in zip(frame.itertuples(), keep):
         if problem:
             bad.report(r.row, r.image, r.split, problem)
-    frame = frame[[p is None for p in keep]].drop(columns="problem")
+    frame = frame.loc[np.array([p is None for p in keep], dtype=bool)].drop(columns="problem")
     if cfg.max_per_split:
         frame = frame.groupby("split", sort=False).head(cfg.max_per_split)
     return frame.reset_index(drop=True)
@@ -192,4 +194,4 @@ def check_label_lengths(frame: pd.DataFrame, charset: Charset, model: ModelConfi
                        f"label of {len(r.text)} characters needs {needed} CTC frames but the model emits"
                        f" {time_steps} ({model.frames_formula}); raise img_width")
         keep.append(needed <= time_steps)
-    return frame[keep].reset_index(drop=True)
+    return frame[np.array(keep, dtype=bool)].reset_index(drop=True)
