@@ -7,7 +7,7 @@ PORT    ?= 5001
 # the MLflow experiment of the verbs' runs (as hwr.mlflow.runs.DEFAULT_EXPERIMENT for direct runs)
 EXPERIMENT ?= hwr
 
-.PHONY: venv venv-spark venv-server venv-tools train tune finetune promote predict test test-fast docs ui serve dockerfile bench server server-stop spark spark-stop clean
+.PHONY: venv venv-gpu venv-spark venv-server venv-tools train tune finetune promote predict test test-fast docs ui serve dockerfile bench server server-stop spark spark-stop clean
 
 venv: $(VENV)/.installed
 
@@ -16,6 +16,14 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q -r requirements.txt
 	$(VENV)/bin/pip install -q --no-deps -e .
+	touch $@
+
+venv-gpu: $(VENV)/.gpu  ## optional extra: TensorFlow with CUDA instead of tensorflow-cpu; training and prediction then use the GPU without flags
+
+$(VENV)/.gpu: $(VENV)/.installed requirements-gpu.txt
+	$(VENV)/bin/pip uninstall -q -y tensorflow-cpu
+	$(VENV)/bin/pip install -q -r requirements-gpu.txt
+	$(VENV)/bin/python -c "import tensorflow as tf; print('GPUs:', tf.config.list_physical_devices('GPU'))"
 	touch $@
 
 venv-spark: $(VENV)/.spark  ## optional extra: pyspark for `tune -P backend=spark`

@@ -275,7 +275,7 @@ def raw_batch_timer(model_uri: str, cells: list[str]):
     from hwr.model.inference import predict_probs
 
     inner = mlflow.pyfunc.load_model(model_uri).unwrap_python_model()
-    images, errors = inner.preprocess(cells)
+    images, _, errors = inner.preprocess(cells)
     assert not any(errors), errors
     predict_probs(inner.model, images)
 

@@ -8,6 +8,7 @@ and (b) the whole pyfunc path from base64 PNG bytes, and the process's peak RSS.
 """
 
 import argparse
+import dataclasses
 import base64
 import resource
 import sys
@@ -18,7 +19,6 @@ import pandas as pd
 
 from hwr.config import TrainConfig
 from hwr.data.dataset import prepare_data
-from hwr.data.pipeline import as_model_input
 from hwr.model.crnn import prediction_model
 from hwr.model.inference import transcribe
 from hwr.training.steps import build_model, datasets
@@ -34,8 +34,9 @@ def main() -> None:
     base = TrainConfig()
     typed = {k: type(base.flat_params()[k])(v) if k != "conv_filters" else v for k, v in overrides.items()}
     cfg = base.replace(data=args.data, **typed).validate()
-    m = cfg.model
     data = prepare_data(cfg.data, cfg.model, cfg.seed)
+    cfg = dataclasses.replace(cfg, model=data.model)
+    m = cfg.model
     model = build_model(cfg, data.charset)
     train_ds, _ = datasets(cfg, data)
     batches = train_ds.repeat()
@@ -45,16 +46,17 @@ def main() -> None:
     train_rate = args.steps * cfg.batch_size / (time.perf_counter() - started)
 
     recognizer = prediction_model(model)
-    images = as_model_input(data.images["test"])
-    transcribe(recognizer, data.charset, images[:64])
+    images, widths = data.model_input("test")
+    transcribe(recognizer, data.charset, images[:64], widths=widths[:64])
     started = time.perf_counter()
-    transcribe(recognizer, data.charset, images, batch_size=64)
+    transcribe(recognizer, data.charset, images, batch_size=64, widths=widths)
     keras_rate = len(images) / (time.perf_counter() - started)
 
     from hwr.mlflow.pyfunc import HwrPredictionModel  # the pyfunc's own preprocess + predict, no MLflow store
 
     pyfunc = HwrPredictionModel()
     pyfunc.model, pyfunc.charset, (pyfunc.height, pyfunc.width) = recognizer, data.charset, (m.img_height, m.img_width)
+    pyfunc.true_width = m.true_width
     frame = pd.DataFrame({"image": [base64.b64encode(Path(p).read_bytes()).decode() for p in data.frames["test"].path]})
     pyfunc.predict(None, frame.head(64))
     started = time.perf_counter()
@@ -62,6 +64,10 @@ def main() -> None:
         pyfunc.predict(None, frame.iloc[i:i + 64])
     pyfunc_rate = len(frame) / (time.perf_counter() - started)
 
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    print(f"device: {', '.join(g.name for g in gpus) + ' (GPU build, make venv-gpu)' if gpus else 'CPU only'}")
     print(f"config: {m.img_height}x{m.img_width}, conv {m.conv_filters}, lstm {m.lstm1_units}/{m.lstm2_units}, "
           f"batch {cfg.batch_size}, {model.count_params():,} parameters")
     print(f"training throughput:   {train_rate:8.1f} samples/s ({args.steps} steps)")

@@ -20,6 +20,7 @@ DATA_FORMATS = ("auto", "csv", "pagexml", "alto")
 SPLIT_GROUPS = ("page", "document")
 LINE_FILLS = ("background", "white")
 SPLITS = ("train", "val", "test")
+SHAPES = ("auto", "fixed", "true")
 WIDTH_POOLED_BLOCKS = 2  # the first two conv blocks halve the width (and height); later ones only the height
 
 
@@ -103,10 +104,18 @@ class ModelConfig(Config):
     emits :func:`ctc_frames` frames (:attr:`time_steps`).
     """
 
+    shape: str = param("auto", "`fixed`: every image is scaled to img_height and padded (or squeezed) to "
+                               "img_width; `true`: images keep their aspect ratio at img_height, up to img_width "
+                               "(wider ones are squeezed to it), and are batched with images of similar width; "
+                               "`auto`: `train` looks at the training images: lines (median width over height "
+                               "at least 5) get `true` with img_height and img_width picked from the data "
+                               "(each unless set to another value than its default), words get `fixed`; what "
+                               "was picked is logged as picked.shape, picked.img_height, picked.img_width",
+                       choices=SHAPES)
     img_height: int = param(40, "model input height in pixels (images are scaled to it, keeping their "
                                 "aspect ratio); a multiple of 2**len(conv_filters)", rule=POSITIVE)
-    img_width: int = param(160, f"model input width in pixels (narrower images are padded, wider ones "
-                                f"squeezed); {FRAMES_HELP}", rule=POSITIVE)
+    img_width: int = param(160, f"model input width in pixels, the widest image with shape=true (narrower images "
+                                f"are padded, wider ones squeezed); {FRAMES_HELP}", rule=POSITIVE)
     conv_filters: tuple[int, ...] = param(DEFAULT_FILTERS, "filters of each convolution block (conv, batch "
                                                            "norm, activation, max-pool), comma-separated",
                                           parse=lambda t: parse_int_list(t, "conv_filters"), text=int_list_text)
@@ -127,8 +136,19 @@ class ModelConfig(Config):
                               f" = {2 ** len(self.conv_filters)}")
 
     @property
+    def true_width(self) -> bool:
+        """Images keep their aspect ratio (``shape=true``); ``auto`` must be resolved first
+        (:func:`hwr.data.geometry.pick_geometry`)."""
+        return self.shape == "true"
+
+    @property
+    def width_stride(self) -> int:
+        """Input pixels of width per CTC frame (:func:`width_stride`)."""
+        return width_stride(len(self.conv_filters))
+
+    @property
     def time_steps(self) -> int:
-        """Number of CTC output frames the model emits for one image (:func:`ctc_frames`)."""
+        """Number of CTC output frames the model emits for its widest image (:func:`ctc_frames`)."""
         return ctc_frames(self.img_width, len(self.conv_filters))
 
     @property

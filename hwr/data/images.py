@@ -62,18 +62,19 @@ def load_image(path: str | Path) -> np.ndarray:
     return decode_image(Path(path).read_bytes())
 
 
-def fit_to_geometry(gray: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Normalise a grayscale image to the model's input geometry.
+def fit_to_height(gray: np.ndarray, height: int, max_width: int) -> np.ndarray:
+    """Scale a grayscale image to ``height`` keeping its aspect ratio, squeezed to ``max_width``
+    if wider, and stretch its contrast.
 
     Args:
         gray: ``(h, w)`` uint8 image, any size.
-        height, width: model input size in pixels.
+        height, max_width: pixels.
 
     Returns:
-        ``(height, width)`` float32 in [0, 1]; background ~1.0, ink ~0.0.
+        ``(height, w')`` float32 in [0, 1] (background ~1.0, ink ~0.0), ``1 <= w' <= max_width``.
     """
     h, w = gray.shape[:2]
-    new_w = max(1, min(width, round(w * height / h)))
+    new_w = max(1, min(max_width, round(w * height / h)))
     if gray.size > LARGE_IMAGE_PIXELS:  # shrink first, in uint8; stretch with the original's range
         low, high = float(gray.min()), float(gray.max())
         image = cv2.resize(gray, (new_w, height), interpolation=cv2.INTER_AREA).astype(np.float32)
@@ -84,10 +85,29 @@ def fit_to_geometry(gray: np.ndarray, height: int, width: int) -> np.ndarray:
         image = (image - low) / (high - low) if high > low else np.ones_like(image)
         interpolation = cv2.INTER_AREA if h > height else cv2.INTER_LINEAR
         image = cv2.resize(image, (new_w, height), interpolation=interpolation)
-    if new_w < width:
-        background = float(np.median(image))
-        image = np.pad(image, ((0, 0), (0, width - new_w)), constant_values=background)
     return np.clip(image, 0.0, 1.0)
+
+
+def pad_to_width(image: np.ndarray, width: int) -> np.ndarray:
+    """Pad a ``(height, w)`` float32 image on the right to ``width >= w`` pixels with its own
+    background colour (its median)."""
+    if image.shape[1] >= width:
+        return image
+    return np.pad(image, ((0, 0), (0, width - image.shape[1])), constant_values=float(np.median(image)))
+
+
+def fit_to_geometry(gray: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Normalise a grayscale image to a fixed input geometry: :func:`fit_to_height`, then
+    :func:`pad_to_width`.
+
+    Args:
+        gray: ``(h, w)`` uint8 image, any size.
+        height, width: model input size in pixels.
+
+    Returns:
+        ``(height, width)`` float32 in [0, 1]; background ~1.0, ink ~0.0.
+    """
+    return pad_to_width(fit_to_height(gray, height, width), width)
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:

@@ -54,26 +54,50 @@ def augment(image: tf.Tensor) -> tf.Tensor:
     return tf.clip_by_value(tf.where(tf.random.uniform([]) < 0.25, thicker, out)[0], 0.0, 1.0)
 
 
+BUCKETS = 8  # width buckets of a true-shape training set (quantiles of its widths)
+
+
+def width_buckets(widths: np.ndarray) -> list[int]:
+    """Bucket boundaries (pixels, ascending, unique) at the quantiles of ``widths``: batches are
+    drawn from one bucket, so a batch is padded only to its widest image, not the data set's."""
+    inner = np.quantile(widths, np.linspace(0, 1, BUCKETS + 1)[1:-1]) if len(widths) else []
+    return sorted({int(b) + 1 for b in inner})
+
+
 def make_dataset(images: np.ndarray, labels: np.ndarray, batch_size: int, *, shuffle: bool,
-                 augment_images: bool, seed: int) -> tf.data.Dataset:
+                 augment_images: bool, seed: int, widths: np.ndarray | None = None) -> tf.data.Dataset:
     """Batched dataset of ``{"image", "label"}`` dicts (see module docstring).
 
     Args:
         images: ``(n, height, width)`` uint8, 255 = white.
         labels: ``(n, max_len)`` int32 from :func:`pad_labels`.
         shuffle: reshuffle every epoch (seeded). augment_images: apply :func:`augment`.
+        widths: ``(n,)`` int32 pixels, for a true-shape model: each image is cut to its width,
+            images of similar width are batched together (:func:`width_buckets`) and a batch is
+            padded with white to its widest image. ``None``: every image at its full width.
     """
-    ds = tf.data.Dataset.from_tensor_slices((images, labels))
+    columns = (images, labels) if widths is None else (images, labels, np.asarray(widths, np.int32))
+    ds = tf.data.Dataset.from_tensor_slices(columns)
     if shuffle:
         ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
 
-    def to_example(image, label):
+    def to_example(image, label, width=None):
+        if width is not None:
+            image = image[:, :width]
         image = tf.cast(image[..., tf.newaxis], tf.float32) / 255.0
         if augment_images:
             image = augment(image)
-        return {"image": image, "label": label}
+        example = {"image": image, "label": label}
+        return example if width is None else {**example, "width": width}
 
-    return ds.map(to_example, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    ds = ds.map(to_example, num_parallel_calls=tf.data.AUTOTUNE)
+    if widths is None:
+        return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    boundaries = width_buckets(np.asarray(widths))
+    ds = ds.bucket_by_sequence_length(
+        lambda example: example["width"], boundaries, [batch_size] * (len(boundaries) + 1),
+        padding_values={"image": 1.0, "label": 0, "width": 0})
+    return ds.map(lambda batch: {"image": batch["image"], "label": batch["label"]}).prefetch(tf.data.AUTOTUNE)
 
 
 def as_model_input(images: np.ndarray) -> np.ndarray:

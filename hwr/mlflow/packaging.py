@@ -21,7 +21,7 @@ import pandas as pd
 
 from hwr.data.charset import Charset
 from hwr.mlflow.pyfunc import DEFAULT_PARAMS, IMAGE_COLUMN
-from hwr.model.crnn import CTCLossLayer, input_geometry, prediction_model
+from hwr.model.crnn import CTCLossLayer, InputWidth, input_geometry, prediction_model, true_width
 
 PACKAGE = Path(__file__).resolve().parents[1]
 REQUIREMENTS_FILE = Path(__file__).resolve().parents[2] / "requirements.txt"
@@ -115,10 +115,11 @@ def log_models(full: keras.Model, charset: Charset, example_paths: list[str],
     as artifacts of the pyfunc.
     """
     height, width = input_geometry(full)
-    metadata = {"charset": list(charset.chars), "img_height": height, "img_width": width, **(extra_metadata or {})}
+    geometry = {"img_height": height, "img_width": width, "shape": "true" if true_width(full) else "fixed"}
+    metadata = {"charset": list(charset.chars), **geometry, **(extra_metadata or {})}
     requirements, code = model_requirements(), [package_dir()]
     full_info = mlflow.tensorflow.log_model(
-        full, name=FULL_MODEL_NAME, custom_objects={"CTCLossLayer": CTCLossLayer},
+        full, name=FULL_MODEL_NAME, custom_objects={"CTCLossLayer": CTCLossLayer, "InputWidth": InputWidth},
         code_paths=code, pip_requirements=requirements, metadata={**metadata, KIND_KEY: "full"}, step=step,
     )
     example = encode_example(example_paths)
@@ -126,7 +127,7 @@ def log_models(full: keras.Model, charset: Charset, example_paths: list[str],
         keras_path = Path(tmp) / "crnn.keras"
         prediction_model(full).save(keras_path)
         geometry_path = Path(tmp) / "geometry.json"
-        geometry_path.write_text(json.dumps({"img_height": height, "img_width": width}))
+        geometry_path.write_text(json.dumps(geometry))
         pred_info = mlflow.pyfunc.log_model(
             name=PREDICTION_MODEL_NAME, python_model=str(Path(code[0]) / MODEL_CODE),
             artifacts={"keras_model": str(keras_path), "charset": str(charset.save(Path(tmp) / "charset.json")),

@@ -30,7 +30,7 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
-from hwr.data.images import decode_image, fit_to_geometry
+from hwr.data.images import decode_image, fit_to_height, pad_to_width
 from hwr.errors import InvalidImageError
 
 IMAGE_COLUMN = "image"
@@ -69,12 +69,22 @@ def image_bytes(value) -> bytes:
 
 
 def row_image(value, height: int, width: int) -> np.ndarray:
-    """One request cell -> ``(height, width)`` float32 in [0, 1] (the training preprocessing).
+    """One request cell -> ``(height, w)`` float32 in [0, 1], ``w <= width`` (the training
+    preprocessing, :func:`hwr.data.images.fit_to_height`; not yet padded).
 
     Raises:
         InvalidImageError / ImageDecodeError: the cell is not a usable image; the message says why.
     """
-    return fit_to_geometry(decode_image(image_bytes(value)), height, width)
+    return fit_to_height(decode_image(image_bytes(value)), height, width)
+
+
+def pad_batch(images: list[np.ndarray], width: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Images of :func:`row_image` -> ``(n, height, w, 1)`` float32, each padded with its background to
+    ``width`` (a fixed-width model) or to the widest of them rounded up to 4 pixels (``None``: a model of
+    free width), and their ``(n,)`` int32 content widths."""
+    widths = np.array([image.shape[1] for image in images], np.int32)
+    target = width if width is not None else int(-(-widths.max() // 4) * 4)
+    return np.stack([pad_to_width(image, target) for image in images])[..., np.newaxis], widths
 
 
 def check_params(params: dict | None) -> tuple[str, int]:
@@ -117,6 +127,7 @@ class HwrPredictionModel(mlflow.pyfunc.PythonModel):
         self.charset = Charset.load(context.artifacts["charset"])
         geometry = json.loads(open(context.artifacts["geometry"], encoding="utf-8").read())
         self.height, self.width = int(geometry["img_height"]), int(geometry["img_width"])
+        self.true_width = geometry.get("shape") == "true"  # older models: fixed
         self.warm_up()
 
     @property
@@ -138,9 +149,10 @@ class HwrPredictionModel(mlflow.pyfunc.PythonModel):
             transcribe(self.model, self.charset, np.ones((n, self.height, self.width, 1), np.float32),
                        predictor=self.predictor)
 
-    def preprocess(self, values) -> tuple[np.ndarray, list[str]]:
-        """Column of base64 images -> ``(n_good, height, width, 1)`` float32 in [0, 1], and one
-        error message per row (``""`` for a good row). A bad row never raises."""
+    def preprocess(self, values) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """Column of base64 images -> ``(n_good, height, w, 1)`` float32 in [0, 1] (:func:`pad_batch`),
+        their ``(n_good,)`` widths, and one error message per row (``""`` for a good row). A bad row
+        never raises."""
         images, errors = [], []
         for value in values:
             try:
@@ -148,8 +160,9 @@ class HwrPredictionModel(mlflow.pyfunc.PythonModel):
                 errors.append("")
             except Exception as exc:  # noqa: BLE001 - one row's problem, whatever it is, stays in its row
                 errors.append(str(exc) if isinstance(exc, ValueError) else f"unusable image ({type(exc).__name__}: {exc})")
-        batch = np.stack(images)[..., np.newaxis] if images else np.zeros((0, self.height, self.width, 1), np.float32)
-        return batch, errors
+        if not images:
+            return np.zeros((0, self.height, self.width, 1), np.float32), np.zeros(0, np.int32), errors
+        return (*pad_batch(images, None if getattr(self, "true_width", False) else self.width), errors)
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         """``params`` (optional): ``decoder`` (``greedy``, the default, or ``beam``) and
@@ -171,11 +184,11 @@ class HwrPredictionModel(mlflow.pyfunc.PythonModel):
         if len(model_input) == 0:
             raise InvalidRequestError(f"the request has no rows: send one base64 PNG/JPEG per row in column {IMAGE_COLUMN!r}")
         decoder, beam_width = check_params(params)
-        images, errors = self.preprocess(model_input[IMAGE_COLUMN])
+        images, widths, errors = self.preprocess(model_input[IMAGE_COLUMN])
         texts, confidence = [""] * len(errors), np.zeros(len(errors), np.float64)
         if len(images):
             good_texts, good_conf = transcribe(self.model, self.charset, images, decoder=decoder,
-                                               beam_width=beam_width, predictor=self.predictor)
+                                               beam_width=beam_width, predictor=self.predictor, widths=widths)
             for row, text, conf in zip((i for i, e in enumerate(errors) if not e), good_texts, good_conf):
                 texts[row], confidence[row] = text, float(conf)
         return pd.DataFrame({"text": texts, "confidence": confidence, "error": errors})

@@ -20,6 +20,7 @@ OUTPUT_LAYER = "output"
 IMAGE_INPUT = "image"
 LABEL_INPUT = "label"
 RECURRENT_LAYERS = ("bilstm1", "bilstm2")
+INPUT_WIDTH = "input_width"
 
 
 @keras.saving.register_keras_serializable(package="hwr")
@@ -54,16 +55,34 @@ class CTCLossLayer(layers.Layer):
         return probs
 
 
+@keras.saving.register_keras_serializable(package="hwr")
+class InputWidth(layers.Layer):
+    """Passes images through unchanged and records, in the saved model, the widest image
+    (``max_width``, pixels) of a model whose input width is free (``shape=true``): wider images
+    are squeezed to it by the preprocessing (:func:`hwr.data.images.fit_to_height`)."""
+
+    def __init__(self, max_width: int, **kwargs):
+        super().__init__(**kwargs)
+        self.max_width = int(max_width)
+
+    def call(self, images):
+        return images
+
+    def get_config(self):
+        return {**super().get_config(), "max_width": self.max_width}
+
+
 def build_crnn(cfg: ModelConfig, num_classes: int) -> keras.Model:
     """The full (trainable) model.
 
-    Inputs: ``image`` ``(batch, img_height, img_width, 1)`` float32 in [0, 1];
+    Inputs: ``image`` ``(batch, img_height, img_width, 1)`` float32 in [0, 1] (with
+    ``shape=true``: ``(batch, img_height, any width, 1)``, at most ``img_width`` wide);
     ``label`` ``(batch, max_len)`` int32. Output: ``(batch, cfg.time_steps, num_classes)`` softmax
     probabilities (class 0 = blank; frames: :func:`hwr.config.training.ctc_frames`). The CTC loss is added by :class:`CTCLossLayer`.
     """
-    image = keras.Input((cfg.img_height, cfg.img_width, 1), name=IMAGE_INPUT)
+    image = keras.Input((cfg.img_height, None if cfg.true_width else cfg.img_width, 1), name=IMAGE_INPUT)
     label = keras.Input((None,), dtype="int32", name=LABEL_INPUT)
-    x = image
+    x = InputWidth(cfg.img_width, name=INPUT_WIDTH)(image) if cfg.true_width else image
     for i, filters in enumerate(cfg.conv_filters, start=1):
         x = layers.Conv2D(filters, cfg.kernel_size, padding="same", use_bias=False, name=f"conv{i}")(x)
         x = layers.BatchNormalization(momentum=0.9, name=f"bn{i}")(x)
@@ -71,7 +90,7 @@ def build_crnn(cfg: ModelConfig, num_classes: int) -> keras.Model:
         x = layers.MaxPooling2D((2, 2) if i <= WIDTH_POOLED_BLOCKS else (2, 1), name=f"pool{i}")(x)
     _, h, w, c = x.shape
     x = layers.Permute((2, 1, 3), name="to_sequence")(x)
-    x = layers.Reshape((w, h * c), name="flatten_columns")(x)
+    x = layers.Reshape((-1 if w is None else w, h * c), name="flatten_columns")(x)
     x = layers.Dense(cfg.dense_units, activation=cfg.activation, name="dense1")(x)
     x = features = layers.Dropout(cfg.dropout, name="dropout1")(x)
     x = layers.Bidirectional(layers.LSTM(cfg.lstm1_units, return_sequences=True), name="bilstm1")(x)
@@ -99,6 +118,12 @@ def prediction_model(full: keras.Model) -> keras.Model:
 
 
 def input_geometry(full: keras.Model) -> tuple[int, int]:
-    """``(img_height, img_width)`` of a full or prediction model's image input, in pixels."""
+    """``(img_height, img_width)`` of a full or prediction model's image input, in pixels (for a
+    model of free input width, ``img_width`` is its widest image, :class:`InputWidth`)."""
     _, height, width, _ = full.get_layer(IMAGE_INPUT).output.shape
-    return int(height), int(width)
+    return int(height), int(width) if width is not None else full.get_layer(INPUT_WIDTH).max_width
+
+
+def true_width(model: keras.Model) -> bool:
+    """Whether a full or prediction model takes images of any width (``shape=true``)."""
+    return model.get_layer(IMAGE_INPUT).output.shape[2] is None

@@ -16,9 +16,10 @@ _FUNCTIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> 
 _LOCK = threading.Lock()
 
 
-def inference_function(model: keras.Model, image_shape: tuple[int, ...]):
+def inference_function(model: keras.Model, image_shape: tuple[int | None, ...]):
     """The model's forward pass (``training=False``) as one ``tf.function`` whose batch dimension is
-    free: traced once per model and image shape, then reused for every batch size. (Keras'
+    free: traced once per model and image shape, then reused for every batch size (and, for a model
+    of free input width, ``image_shape`` ``(height, None, 1)``, for every width). (Keras'
     ``predict_on_batch`` traces again for each new batch size until it relaxes the shape, which
     costs a served model 0.3-0.7 s on the first requests of each new size.) Cached per model,
     without keeping the model alive."""
@@ -46,8 +47,30 @@ def predict_probs(model: keras.Model, images: np.ndarray, batch_size: int = 64) 
         One ``(b, time, V + 1)`` float32 array per batch.
     """
     images = np.asarray(images, np.float32)
-    function = inference_function(model, tuple(images.shape[1:]))
+    function = inference_function(model, model_image_shape(model, images.shape[1:]))
     return [np.asarray(function(images[i:i + batch_size])) for i in range(0, len(images), batch_size)]
+
+
+def model_image_shape(model: keras.Model, given: tuple[int, ...]) -> tuple[int | None, ...]:
+    """The image shape to trace for: ``given``, with the width free where the model's is."""
+    declared = tuple(model.inputs[0].shape[1:]) if model.inputs else ()
+    if len(declared) == len(given) and declared[1] is None:
+        return (given[0], None, *given[2:])
+    return tuple(given)
+
+
+def width_batches(widths: np.ndarray | None, n: int, batch_size: int, stride: int = 4) -> list[tuple[np.ndarray, int | None]]:
+    """Batches for a model of free input width: ``(row indices, width to cut to)``, the rows sorted
+    by width so that each batch is cut to its own widest image (rounded up to ``stride`` pixels).
+    Without ``widths``, ``(rows, None)`` batches in order."""
+    if widths is None:
+        return [(np.arange(i, min(i + batch_size, n)), None) for i in range(0, n, batch_size)]
+    order = np.argsort(np.asarray(widths), kind="stable")
+    batches = []
+    for i in range(0, n, batch_size):
+        rows = order[i:i + batch_size]
+        batches.append((rows, int(-(-int(np.max(widths[rows])) // stride) * stride)))
+    return batches
 
 
 class BatchingPredictor:
@@ -86,7 +109,10 @@ class BatchingPredictor:
 
     def _run(self, jobs: list[_Job]) -> None:
         try:
-            images = jobs[0].images if len(jobs) == 1 else np.concatenate([j.images for j in jobs])
+            widest = max(j.images.shape[2] for j in jobs)
+            images = jobs[0].images if len(jobs) == 1 else np.concatenate(
+                [np.pad(j.images, ((0, 0), (0, 0), (0, widest - j.images.shape[2]), (0, 0)), constant_values=1.0)
+                 for j in jobs])
             probs = np.concatenate(predict_probs(self.model, images, self.batch_size)) if len(images) else None
             start = 0
             for j in jobs:
@@ -102,20 +128,26 @@ class BatchingPredictor:
 
 def transcribe(model: keras.Model, charset: Charset, images: np.ndarray, batch_size: int = 64,
                decoder: str = "greedy", beam_width: int = 10,
-               predictor: BatchingPredictor | None = None) -> tuple[list[str], np.ndarray]:
+               predictor: BatchingPredictor | None = None,
+               widths: np.ndarray | None = None) -> tuple[list[str], np.ndarray]:
     """Transcription of ``(n, height, width, 1)`` float32 images; ``decoder`` is ``greedy``
     (default) or ``beam`` (with ``beam_width``), see :func:`hwr.model.decode.decode`. With a
     ``predictor`` (a :class:`BatchingPredictor` of ``model``) the forward passes go through it.
+    ``widths``: ``(n,)`` pixels of each image's content, for a model of free input width (images
+    are batched by width and each batch cut to its widest; ignored by a fixed-width model).
 
     Returns:
         ``n`` texts and ``(n,)`` float32 confidences in [0, 1].
     """
-    texts: list[str] = []
-    confidences: list[np.ndarray] = []
-    batches = (predict_probs(model, images, batch_size) if predictor is None
-               else [predictor(images[i:i + batch_size]) for i in range(0, len(images), batch_size)])
-    for probs in batches:
+    n = len(images)
+    free = widths is not None and model_image_shape(model, tuple(images.shape[1:]))[1:2] == (None,)
+    texts: list[str] = [""] * n
+    confidences = np.zeros(n, np.float32)
+    for rows, width in width_batches(np.asarray(widths) if free else None, n, batch_size):
+        batch = images[rows] if width is None else images[rows, :, :width]
+        probs = (predict_probs(model, batch, batch_size)[0] if predictor is None else predictor(batch))
         batch_texts, batch_conf = decode(probs, charset, decoder, beam_width)
-        texts.extend(batch_texts)
-        confidences.append(batch_conf)
-    return texts, (np.concatenate(confidences) if confidences else np.zeros(0, np.float32))
+        for row, text in zip(rows, batch_texts):
+            texts[row] = text
+        confidences[rows] = batch_conf
+    return texts, confidences

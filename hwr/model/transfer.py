@@ -11,7 +11,7 @@ import numpy as np
 
 from hwr.config import ModelConfig
 from hwr.errors import ConfigError
-from hwr.model.crnn import OUTPUT_LAYER, RECURRENT_LAYERS, build_crnn, input_geometry
+from hwr.model.crnn import OUTPUT_LAYER, RECURRENT_LAYERS, build_crnn, input_geometry, true_width
 
 AUTO = "auto"
 
@@ -27,7 +27,7 @@ def model_config_of(full: keras.Model) -> ModelConfig:
         convs = [layer for layer in full.layers if layer.name.startswith("conv")]
         act = full.get_layer("act1").get_config()["activation"]
         return ModelConfig(
-            img_height=height, img_width=width,
+            shape="true" if true_width(full) else "fixed", img_height=height, img_width=width,
             conv_filters=tuple(int(c.filters) for c in convs),
             kernel_size=int(convs[0].kernel_size[0]),
             activation=act if isinstance(act, str) else str(act.get("config", {}).get("name", act)),

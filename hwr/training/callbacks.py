@@ -45,11 +45,14 @@ class ValidationMetrics(keras.callbacks.Callback):
     Args:
         val_images: ``(n, height, width, 1)`` float32 in [0, 1]. val_texts: their ``n`` labels.
         charset: the model's charset. extra_logs: constant entries added every epoch (e.g. ``phase``).
+        val_widths: ``(n,)`` pixels, each image's width for a model of free input width.
     """
 
-    def __init__(self, val_images: np.ndarray, val_texts, charset: Charset, extra_logs: dict | None = None):
+    def __init__(self, val_images: np.ndarray, val_texts, charset: Charset, extra_logs: dict | None = None,
+                 val_widths: np.ndarray | None = None):
         super().__init__()
         self.val_images, self.val_texts, self.charset = val_images, list(val_texts), charset
+        self.val_widths = val_widths
         self.extra_logs = extra_logs or {}
         self.started = time.monotonic()
 
@@ -65,7 +68,7 @@ class ValidationMetrics(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
-        texts, _ = transcribe(self.recognizer, self.charset, self.val_images)
+        texts, _ = transcribe(self.recognizer, self.charset, self.val_images, widths=self.val_widths)
         logs[MONITOR] = metrics.cer(self.val_texts, texts)
         logs["val_wer"] = metrics.wer(self.val_texts, texts)
         logs[EMPTY_RATE] = float(np.mean([not t for t in texts])) if texts else 1.0

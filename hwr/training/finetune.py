@@ -25,7 +25,6 @@ from hwr.data.charset import Charset
 from hwr.data.dataset import PreparedData, prepare_data
 from hwr.data.labels import BadInputLog, read_labels
 from hwr.data.pages.lines import as_csv
-from hwr.data.pipeline import as_model_input
 from hwr.data.remote import local_view
 from hwr.errors import ConfigError
 from hwr.evaluation import metrics
@@ -89,7 +88,8 @@ def union_charset(cfg: FinetuneConfig, base: Charset) -> tuple[Charset, str]:
 def base_val_cer(base_full: keras.Model, base_charset: Charset, data: PreparedData) -> dict[str, float]:
     """CER/WER of the untouched base model, with its own charset, on the new val split
     (characters it cannot write count as errors)."""
-    texts, _ = transcribe(prediction_model(base_full), base_charset, as_model_input(data.images["val"]))
+    images, widths = data.model_input("val")
+    texts, _ = transcribe(prediction_model(base_full), base_charset, images, widths=widths)
     return {"base_val_cer": metrics.cer(data.texts("val"), texts),
             "base_val_wer": metrics.wer(data.texts("val"), texts)}
 
@@ -127,7 +127,7 @@ def run_phases(model: keras.Model, cfg: FinetuneConfig, train_cfg: TrainConfig, 
     Returns ``(history, best_val_cer, best_epoch)`` (epoch 1-based over both phases).
     """
     train_ds, val_ds = datasets(train_cfg, data, resume.epoch if resume else 0)
-    val_images = as_model_input(data.images["val"])
+    val_images, val_widths = data.model_input("val")
     plan = [(1, cfg.head_epochs, cfg.head_lr, "head_lr"), (2, cfg.full_epochs, cfg.full_lr, "full_lr")]
     params = params_text(cfg)
     best = carried_best(resume)
@@ -153,7 +153,7 @@ def run_phases(model: keras.Model, cfg: FinetuneConfig, train_cfg: TrainConfig, 
                                 carry)
         history, callback = fit(model, train_ds, val_ds, val_images, data.texts("val"), data.charset, epochs,
                                 cfg.patience, phase_logger(phase), step_offset=offset, extra_logs={"phase": phase},
-                                checkpoint=checkpoint)
+                                checkpoint=checkpoint, val_widths=val_widths)
         histories.append(history)
         if callback.best_cer < best[0]:
             best = (callback.best_cer, offset + callback.best_epoch + 1, transfer.layer_weights(model))

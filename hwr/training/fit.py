@@ -39,11 +39,13 @@ def fit(model: keras.Model, train_ds: tf.data.Dataset, val_ds: tf.data.Dataset |
         val_texts, charset: Charset, epochs: int, patience: int, on_epoch: EpochHook | None = None,
         step_offset: int = 0, extra_logs: dict | None = None,
         callbacks: tuple[keras.callbacks.Callback, ...] = (),
-        checkpoint: Checkpoint | None = None, max_minutes: float = 0.0) -> tuple[pd.DataFrame, BestWeights]:
+        checkpoint: Checkpoint | None = None, max_minutes: float = 0.0,
+        val_widths: np.ndarray | None = None) -> tuple[pd.DataFrame, BestWeights]:
     """Train a compiled full model; the model ends with its best-``val_cer`` weights.
 
     Args:
-        val_images: ``(n, height, width, 1)`` float32 in [0, 1]; val_texts: their labels.
+        val_images: ``(n, height, width, 1)`` float32 in [0, 1]; val_texts: their labels; val_widths:
+            ``(n,)`` pixels, their widths for a model of free input width (``None``: full width).
         patience: epochs without a better ``val_cer`` before stopping (0 = never).
         on_epoch: called with ``(epoch, logs)`` after each epoch (epoch from 0, plus ``step_offset``).
         step_offset: added to epoch numbers (for fits in several phases); extra_logs: added to every epoch's logs.
@@ -64,7 +66,7 @@ def fit(model: keras.Model, train_ds: tf.data.Dataset, val_ds: tf.data.Dataset |
     """
     best = BestWeights()
     schedule = TimeBudget(60 * max_minutes, learning_rate(model)) if max_minutes else PlateauReduceLR()
-    policy = [ValidationMetrics(val_images, val_texts, charset, extra_logs), StopOnNaN(), best, schedule]
+    policy = [ValidationMetrics(val_images, val_texts, charset, extra_logs, val_widths), StopOnNaN(), best, schedule]
     if patience:
         policy.append(PlateauEarlyStopping(patience))
     policy += [*callbacks, epoch_report(best, on_epoch, step_offset)]

@@ -19,7 +19,7 @@ from hwr.config.training import SPLITS
 from hwr.data.charset import Charset
 from hwr.data.dataset import PreparedData
 from hwr.data.provenance import data_notice
-from hwr.data.pipeline import as_model_input, make_dataset, pad_labels
+from hwr.data.pipeline import make_dataset, pad_labels
 from hwr.evaluation import metrics
 from hwr.config import DataConfig
 from hwr.mlflow import runs
@@ -63,17 +63,20 @@ def build_model(cfg: TrainConfig, charset: Charset) -> keras.Model:
 def datasets(cfg: TrainConfig, data: PreparedData, first_epoch: int = 0):
     """Training and validation tf.data pipelines (training shuffled and augmented, seeded with
     ``cfg.seed + first_epoch``: a resumed run draws a new order rather than epoch 1's again)."""
-    charset = data.charset
+    charset, true_width = data.charset, data.model.true_width
     train_ds = make_dataset(data.images["train"], pad_labels(data.texts("train"), charset), cfg.batch_size,
-                            shuffle=True, augment_images=cfg.augment, seed=cfg.seed + first_epoch)
+                            shuffle=True, augment_images=cfg.augment, seed=cfg.seed + first_epoch,
+                            widths=data.widths["train"] if true_width else None)
     val_ds = make_dataset(data.images["val"], pad_labels(data.texts("val"), charset), cfg.batch_size,
-                          shuffle=False, augment_images=False, seed=cfg.seed)
+                          shuffle=False, augment_images=False, seed=cfg.seed,
+                          widths=data.widths["val"] if true_width else None)
     return train_ds, val_ds
 
 
 def evaluate(model: keras.Model, data: PreparedData, split: str) -> dict[str, float]:
     """Greedy CER and WER of a prediction model on one split."""
-    texts, _ = transcribe(model, data.charset, as_model_input(data.images[split]))
+    images, widths = data.model_input(split)
+    texts, _ = transcribe(model, data.charset, images, widths=widths)
     return {"cer": metrics.cer(data.texts(split), texts), "wer": metrics.wer(data.texts(split), texts)}
 
 

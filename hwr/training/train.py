@@ -15,7 +15,6 @@ import mlflow
 
 from hwr.config import TrainConfig
 from hwr.data.dataset import prepare_data
-from hwr.data.pipeline import as_model_input
 from hwr.mlflow import runs
 from hwr.mlflow.checkpoints import log_checkpoint
 from hwr.training.checkpoint import Checkpoint, TrainingState, restore_model
@@ -41,6 +40,8 @@ def train_and_log(cfg: TrainConfig, callbacks: tuple[keras.callbacks.Callback, .
         runs.log_json(dataclasses.asdict(cfg), "config.json")
     first_epoch = resume.epoch if resume else 0
     data = prepare_data(cfg.data, cfg.model, cfg.seed)
+    cfg = dataclasses.replace(cfg, model=data.model)  # shape=auto resolved from the data
+    runs.log_params({f"picked.{name}": value for name, value in data.picked.items()})
     splits = log_data_summary(data, cfg.data)
     full = build_model(cfg, data.charset)
     runs.log_metrics({"num_params": full.count_params()})
@@ -51,9 +52,10 @@ def train_and_log(cfg: TrainConfig, callbacks: tuple[keras.callbacks.Callback, .
     keras.utils.set_random_seed(cfg.seed + first_epoch)
     train_ds, val_ds = datasets(cfg, data, first_epoch)
     checkpoint = Checkpoint(log_checkpoint, params_text(cfg), resume)
-    history, best = fit(full, train_ds, val_ds, as_model_input(data.images["val"]), data.texts("val"),
-                        data.charset, cfg.epochs, cfg.patience, runs.epoch_logger(), callbacks=callbacks,
-                        checkpoint=checkpoint, max_minutes=cfg.max_minutes)
+    val_images, val_widths = data.model_input("val")
+    history, best = fit(full, train_ds, val_ds, val_images, data.texts("val"), data.charset, cfg.epochs,
+                        cfg.patience, runs.epoch_logger(), callbacks=callbacks, checkpoint=checkpoint,
+                        max_minutes=cfg.max_minutes, val_widths=val_widths)
     result = log_results(full, data, history, best.best_cer, best.best_epoch + 1, test_dataset=splits["test"])
     runs.log_metrics({"train_time_s": time.monotonic() - started + (resume.elapsed_s if resume else 0.0)})
     return result
