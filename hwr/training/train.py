@@ -40,7 +40,7 @@ def train_and_log(cfg: TrainConfig, callbacks: tuple[keras.callbacks.Callback, .
         runs.log_json(dataclasses.asdict(cfg), "config.json")
     first_epoch = resume.epoch if resume else 0
     data = prepare_data(cfg.data, cfg.model, cfg.seed)
-    cfg = dataclasses.replace(cfg, model=data.model)  # shape=auto resolved from the data
+    given, cfg = cfg, dataclasses.replace(cfg, model=data.model)  # shape=auto resolved from the data
     runs.log_params({f"picked.{name}": value for name, value in data.picked.items()})
     splits = log_data_summary(data, cfg.data)
     full = build_model(cfg, data.charset)
@@ -51,7 +51,7 @@ def train_and_log(cfg: TrainConfig, callbacks: tuple[keras.callbacks.Callback, .
         print(f"resuming run {mlflow.active_run().info.run_id} after epoch {resume.epoch}", flush=True)
     keras.utils.set_random_seed(cfg.seed + first_epoch)
     train_ds, val_ds = datasets(cfg, data, first_epoch)
-    checkpoint = Checkpoint(log_checkpoint, params_text(cfg), resume)
+    checkpoint = Checkpoint(log_checkpoint, params_text(given), resume)  # the parameters as given
     val_images, val_widths = data.model_input("val")
     history, best = fit(full, train_ds, val_ds, val_images, data.texts("val"), data.charset, cfg.epochs,
                         cfg.patience, runs.epoch_logger(), callbacks=callbacks, checkpoint=checkpoint,
