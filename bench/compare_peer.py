@@ -199,21 +199,27 @@ def main() -> None:
     parser.add_argument("--png", default="docs/compare_peer.png")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("-P", action="append", default=[], help="hwr parameter override NAME=VALUE")
+    parser.add_argument("--systems", nargs="+", default=["peer", "hwr"], choices=["peer", "hwr"],
+                        help="train only these (e.g. hwr alone, to try a lever)")
     args = parser.parse_args()
     overrides = dict(p.split("=", 1) for p in args.P)
     results = {}
     for data_dir in args.data:
         name = Path(data_dir).name
-        outcomes = [run_peer(data_dir, args.minutes, args.max_per_split, args.seed),
-                    run_hwr(data_dir, args.minutes, args.max_per_split, overrides)]
+        outcomes = []
+        if "peer" in args.systems:
+            outcomes.append(run_peer(data_dir, args.minutes, args.max_per_split, args.seed))
+        if "hwr" in args.systems:
+            outcomes.append(run_hwr(data_dir, args.minutes, args.max_per_split, overrides))
         results[name] = outcomes
-        peer, ours = outcomes
-        print(f"\n== {name}: {args.minutes:g} min each ==")
+        print(f"\n== {name}: {args.minutes:g} min each{' (hwr with ' + ' '.join(args.P) + ')' if args.P else ''} ==")
         print(f"{'system':22} {'samples/s':>10} {'epochs':>7} {'test CER':>9} {'test WER':>9}")
         for o in outcomes:
             print(f"{o.system:22} {o.samples_per_s:10.1f} {o.epochs:7d} {o.test_cer:9.4f} {o.test_wer:9.4f}")
-        print(f"ratios hwr/peer: throughput {ours.samples_per_s / peer.samples_per_s:.2f}x, "
-              f"test CER {ours.test_cer / peer.test_cer:.2f}x")
+        if len(outcomes) == 2:
+            peer, ours = outcomes
+            print(f"ratios hwr/peer: throughput {ours.samples_per_s / peer.samples_per_s:.2f}x, "
+                  f"test CER {ours.test_cer / peer.test_cer:.2f}x")
         for o in outcomes:
             print(f"val CER curve, {o.system}: " + ", ".join(f"{t:.1f} min {c:.3f}" for t, c in o.curve))
     plot(results, Path(args.png))
