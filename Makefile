@@ -62,7 +62,7 @@ predict: venv        ## make predict ARGS="-P model=models:/hwr-crnn@champion -P
 	mlflow run . -e predict --env-manager local --experiment-name $(EXPERIMENT) $(ARGS)
 
 test: venv-spark venv-server venv-tools  ## the whole test suite (what .ci/run runs; includes the extras and the tools)
-	$(PY) -m pytest tests
+	$(PY) -m pytest tests -n 2 --dist loadfile
 
 test-fast: venv venv-tools  ## the fast layer, while editing (no training): pytest -m "not slow"
 	$(PY) -m pytest tests -m "not slow"
