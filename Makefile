@@ -61,8 +61,11 @@ promote: venv        ## make promote ARGS="-P split=test": @challenger replaces 
 predict: venv        ## make predict ARGS="-P model=models:/hwr-crnn@champion -P split=test"
 	mlflow run . -e predict --env-manager local --experiment-name $(EXPERIMENT) $(ARGS)
 
+# the longest test files first, so that neither worker is left with one of them at the end (pytest collects each file once)
+LONG_TESTS = tests/test_team.py tests/test_project.py tests/test_learning.py tests/test_tune.py tests/test_pages.py
+
 test: venv-spark venv-server venv-tools  ## the whole test suite (what .ci/run runs; includes the extras and the tools)
-	$(PY) -m pytest tests -n 2 --dist loadfile
+	$(PY) -m pytest $(LONG_TESTS) tests -n 2 --dist loadfile
 
 test-fast: venv venv-tools  ## the fast layer, while editing (no training): pytest -m "not slow"
 	$(PY) -m pytest tests -m "not slow"
