@@ -32,7 +32,8 @@ def probabilities(model, data, split: str) -> tuple[list[tuple[np.ndarray, np.nd
     """``[(rows, probs)]`` per width batch of ``split`` and the forward pass's seconds per image."""
     images, widths = data.model_input(split)
     started, out = time.perf_counter(), []
-    for rows, width in width_batches(widths if data.model.true_width else None, len(images), 64):
+    for rows, width in width_batches(widths if data.model.true_width else None, len(images), 64,
+                                     data.model.width_stride):
         batch = images[rows] if width is None else images[rows, :, :width]
         out.append((rows, predict_probs(model, batch)[0]))
     return out, (time.perf_counter() - started) / len(images)

@@ -55,8 +55,7 @@ def main() -> None:
     from hwr.mlflow.pyfunc import HwrPredictionModel  # the pyfunc's own preprocess + predict, no MLflow store
 
     pyfunc = HwrPredictionModel()
-    pyfunc.model, pyfunc.charset, (pyfunc.height, pyfunc.width) = recognizer, data.charset, (m.img_height, m.img_width)
-    pyfunc.true_width = m.true_width
+    pyfunc.use(recognizer, data.charset)
     frame = pd.DataFrame({"image": [base64.b64encode(Path(p).read_bytes()).decode() for p in data.frames["test"].path]})
     pyfunc.predict(None, frame.head(64))
     started = time.perf_counter()

@@ -58,5 +58,7 @@ def test_train_with_a_time_budget_stops_at_it_with_its_best_weights(tmp_path, tr
     assert run.info.status == "FINISHED" and 1 < epochs < 500
     assert run.data.params["max_minutes"] == "0.25"
     rates = [m.value for m in sorted(client.get_metric_history(result.run_id, "learning_rate"), key=lambda m: m.step)]
-    assert rates[-1] < rates[len(rates) // 2] < 0.001  # decaying to the deadline
+    # Decaying to the deadline: the last rate is the lowest, below the peak. On a loaded host the
+    # first epoch (tracing included) can take most of the 15 s, so only two epochs may be logged.
+    assert rates[-1] == min(rates) and rates[-1] < max(rates) < 0.001
     assert run.data.metrics["train_time_s"] < 15 + 30  # the budget, plus loading, the cut epoch and the test

@@ -28,9 +28,8 @@ def pyfunc():
     keras.utils.set_random_seed(0)
     cfg = ModelConfig(img_height=32, img_width=64, conv_filters=(4, 8), dense_units=8, lstm1_units=4, lstm2_units=4)
     model = HwrPredictionModel()
-    model.charset = Charset(tuple("abcdefghij"))
-    model.model = prediction_model(build_crnn(cfg, model.charset.num_classes))
-    model.height, model.width = cfg.img_height, cfg.img_width
+    charset = Charset(tuple("abcdefghij"))
+    model.use(prediction_model(build_crnn(cfg, charset.num_classes)), charset)
     return model
 
 

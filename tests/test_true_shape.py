@@ -16,10 +16,10 @@ from conftest import DHSD, HOOKER, TINY_MODEL, tiny_config, write_subset
 from hwr.config import DataConfig, ModelConfig
 from hwr.data.charset import Charset
 from hwr.data.dataset import prepare_data
-from hwr.data.geometry import MAX_LINE_WIDTH, pick_geometry, true_widths
+from hwr.data.geometry import MAX_LINE_WIDTH, pick_geometry, round_up, true_widths
 from hwr.data.pipeline import make_dataset, pad_labels, width_buckets
-from hwr.model.crnn import build_crnn, input_geometry, prediction_model, true_width
-from hwr.model.inference import transcribe
+from hwr.model.crnn import build_crnn, input_geometry, prediction_model, true_width, width_stride
+from hwr.model.inference import transcribe, width_batches
 
 
 def labelled_rows(source, n: int = 40) -> pd.DataFrame:
@@ -54,6 +54,7 @@ def test_true_widths_widen_to_the_label_and_round_to_the_stride():
     widths = true_widths(np.array([10, 5, 200, 33]), ["abcdefgh", "aa", "a", "a"], charset, model)
     assert widths.tolist() == [32, 12, 64, 36]
     assert true_widths(np.array([10]), ["a"], charset, ModelConfig()).tolist() == [160]
+    assert round_up(33, 4) == 36 and round_up(np.array([1, 4, 4.5]), 4).tolist() == [4, 4, 8]
 
 
 def test_batches_are_cut_to_their_widest_image_not_the_data_sets():
@@ -78,6 +79,10 @@ def test_a_free_width_model_reads_each_batch_at_its_own_width_in_the_callers_ord
     widths = np.array([128, 8, 64, 8, 16])
     probs_by_width = {w: recognizer(images[:1, :, :w]).shape[1] for w in (8, 16, 64, 128)}
     assert probs_by_width == {8: 2, 16: 4, 64: 16, 128: 32}  # frames follow the width
+    assert width_stride(recognizer) == cfg.width_stride == 4
+    assert width_stride(build_crnn(ModelConfig(**{**TINY_MODEL, "conv_filters": (16,)}), 5)) == 2
+    batches = width_batches(widths, 5, 2, width_stride(recognizer))
+    assert [(rows.tolist(), width) for rows, width in batches] == [([1, 3], 8), ([4, 2], 64), ([0], 128)]
     texts, conf = transcribe(recognizer, Charset.from_texts(["abcd"]), images, batch_size=2, widths=widths)
     assert len(texts) == 5 and conf.shape == (5,)
 

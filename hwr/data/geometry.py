@@ -10,7 +10,6 @@ label needs). Words keep the configured fixed geometry.
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import cv2
 import numpy as np
@@ -26,8 +25,11 @@ MAX_LINE_WIDTH = 2048  # pixels, the widest picked img_width; wider lines are sq
 SAMPLE_SIZE = 300  # training images whose size is read
 
 
-def round_up(value: float, unit: int) -> int:
-    return int(math.ceil(value / unit) * unit)
+def round_up(value, unit: int):
+    """``value`` (pixels, a number or an array) rounded up to a multiple of ``unit`` pixels: an int
+    for a number, an int64 array for an array."""
+    rounded = np.ceil(np.asarray(value, np.float64) / unit) * unit
+    return int(rounded) if rounded.ndim == 0 else rounded.astype(np.int64)
 
 
 def image_sizes(paths: list[str]) -> np.ndarray:
@@ -84,4 +86,4 @@ def true_widths(content_widths: np.ndarray, texts: list[str], charset: Charset, 
     stride = model.width_stride
     needed = np.array([ctc_frames_needed(charset.encode(t, drop_unknown=True)) for t in texts], np.int64) * stride
     widths = np.maximum(np.asarray(content_widths, np.int64), needed)
-    return np.minimum(-(-widths // stride) * stride, model.img_width).astype(np.int32)
+    return np.minimum(round_up(widths, stride), model.img_width).astype(np.int32)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import math
 
 import mlflow.pyfunc
@@ -78,12 +77,12 @@ def row_image(value, height: int, width: int) -> np.ndarray:
     return fit_to_height(decode_image(image_bytes(value)), height, width)
 
 
-def pad_batch(images: list[np.ndarray], width: int | None) -> tuple[np.ndarray, np.ndarray]:
+def pad_batch(images: list[np.ndarray], width: int | None, stride: int) -> tuple[np.ndarray, np.ndarray]:
     """Images of :func:`row_image` -> ``(n, height, w, 1)`` float32, each padded with its background to
-    ``width`` (a fixed-width model) or to the widest of them rounded up to 4 pixels (``None``: a model of
-    free width), and their ``(n,)`` int32 content widths."""
+    ``width`` (a fixed-width model) or to the widest of them rounded up to ``stride`` pixels (``None``:
+    a model of free width), and their ``(n,)`` int32 content widths."""
     widths = np.array([image.shape[1] for image in images], np.int32)
-    target = width if width is not None else int(-(-widths.max() // 4) * 4)
+    target = width if width is not None else round_up(widths.max(), stride)
     return np.stack([pad_to_width(image, target) for image in images])[..., np.newaxis], widths
 
 
@@ -115,7 +114,8 @@ class HwrPredictionModel(mlflow.pyfunc.PythonModel):
     one row per input row.
 
     Artifacts: ``keras_model`` (prediction model ``.keras``), ``charset`` (``charset.json``),
-    ``geometry`` (JSON with ``img_height``, ``img_width``).
+    ``geometry`` (JSON with ``img_height``, ``img_width``, ``shape``, for readers; the pyfunc reads
+    the geometry from the Keras model itself, :meth:`use`).
     """
 
     def load_context(self, context):
@@ -123,12 +123,18 @@ class HwrPredictionModel(mlflow.pyfunc.PythonModel):
 
         from hwr.data.charset import Charset
 
-        self.model = keras.saving.load_model(context.artifacts["keras_model"], compile=False)
-        self.charset = Charset.load(context.artifacts["charset"])
-        geometry = json.loads(open(context.artifacts["geometry"], encoding="utf-8").read())
-        self.height, self.width = int(geometry["img_height"]), int(geometry["img_width"])
-        self.true_width = geometry.get("shape") == "true"  # older models: fixed
+        self.use(keras.saving.load_model(context.artifacts["keras_model"], compile=False),
+                 Charset.load(context.artifacts["charset"]))
         self.warm_up()
+
+    def use(self, model, charset) -> None:
+        """Predict with the prediction ``model`` (Keras) and its ``charset``; the input geometry is
+        read from the model (older models: fixed shape)."""
+        from hwr.model.crnn import input_geometry, true_width, width_stride
+
+        self.model, self.charset = model, charset
+        self.height, self.width = input_geometry(model)
+        self.true_width, self.stride = true_width(model), width_stride(model)
 
     @property
     def predictor(self):
@@ -162,7 +168,7 @@ class HwrPredictionModel(mlflow.pyfunc.PythonModel):
                 errors.append(str(exc) if isinstance(exc, ValueError) else f"unusable image ({type(exc).__name__}: {exc})")
         if not images:
             return np.zeros((0, self.height, self.width, 1), np.float32), np.zeros(0, np.int32), errors
-        return (*pad_batch(images, None if getattr(self, "true_width", False) else self.width), errors)
+        return (*pad_batch(images, None if self.true_width else self.width, self.stride), errors)
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         """``params`` (optional): ``decoder`` (``greedy``, the default, or ``beam``) and

@@ -10,6 +10,8 @@ example, with batch normalisation and more output frames for long words.
 
 from __future__ import annotations
 
+import math
+
 import keras
 from keras import layers, ops
 
@@ -127,3 +129,10 @@ def input_geometry(full: keras.Model) -> tuple[int, int]:
 def true_width(model: keras.Model) -> bool:
     """Whether a full or prediction model takes images of any width (``shape=true``)."""
     return model.get_layer(IMAGE_INPUT).output.shape[2] is None
+
+
+def width_stride(model: keras.Model) -> int:
+    """Input pixels of width per CTC frame of a full or prediction model: the product of its
+    pooling layers' widths (:func:`hwr.config.training.width_stride` for the built CRNN)."""
+    pools = [layer.pool_size[1] for layer in model.layers if isinstance(layer, layers.MaxPooling2D)]
+    return math.prod(pools)

@@ -10,6 +10,8 @@ import keras
 import numpy as np
 
 from hwr.data.charset import Charset
+from hwr.data.geometry import round_up
+from hwr.model.crnn import width_stride
 from hwr.model.decode import decode
 
 _FUNCTIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> {input shape: tf.function}
@@ -59,7 +61,7 @@ def model_image_shape(model: keras.Model, given: tuple[int, ...]) -> tuple[int |
     return tuple(given)
 
 
-def width_batches(widths: np.ndarray | None, n: int, batch_size: int, stride: int = 4) -> list[tuple[np.ndarray, int | None]]:
+def width_batches(widths: np.ndarray | None, n: int, batch_size: int, stride: int) -> list[tuple[np.ndarray, int | None]]:
     """Batches for a model of free input width: ``(row indices, width to cut to)``, the rows sorted
     by width so that each batch is cut to its own widest image (rounded up to ``stride`` pixels).
     Without ``widths``, ``(rows, None)`` batches in order."""
@@ -69,7 +71,7 @@ def width_batches(widths: np.ndarray | None, n: int, batch_size: int, stride: in
     batches = []
     for i in range(0, n, batch_size):
         rows = order[i:i + batch_size]
-        batches.append((rows, int(-(-int(np.max(widths[rows])) // stride) * stride)))
+        batches.append((rows, round_up(np.max(widths[rows]), stride)))
     return batches
 
 
@@ -143,7 +145,7 @@ def transcribe(model: keras.Model, charset: Charset, images: np.ndarray, batch_s
     free = widths is not None and model_image_shape(model, tuple(images.shape[1:]))[1:2] == (None,)
     texts: list[str] = [""] * n
     confidences = np.zeros(n, np.float32)
-    for rows, width in width_batches(np.asarray(widths) if free else None, n, batch_size):
+    for rows, width in width_batches(np.asarray(widths) if free else None, n, batch_size, width_stride(model)):
         batch = images[rows] if width is None else images[rows, :, :width]
         probs = (predict_probs(model, batch, batch_size)[0] if predictor is None else predictor(batch))
         batch_texts, batch_conf = decode(probs, charset, decoder, beam_width)
