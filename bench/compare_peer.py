@@ -3,6 +3,7 @@ the same split, one system after the other in one process (never both at once).
 
     .venv/bin/python bench/compare_peer.py [--minutes 10] [--data ../shared/data/dhsd ../shared/data/hooker]
                                            [--max-per-split 0] [--png docs/compare_peer.png] [-P NAME=VALUE ...]
+                                           [--variant "NAME=VALUE NAME=VALUE" ...]
 
 The peer, written from the keras.io "Handwriting recognition" example's description: 128 x 32
 input, 2 conv blocks (32, 64 filters, 3 x 3, ReLU, 2 x 2 max-pool), dense 64 + dropout 0.2, BiLSTM
@@ -10,7 +11,8 @@ input, 2 conv blocks (32, 64 filters, 3 x 3, ReLU, 2 x 2 max-pool), dense 64 + d
 (``keras.ops.ctc_loss``, dense labels). Its training rows are those whose label fits its 32 CTC
 frames (as in the example); val and test are every row. hwr: ``train``'s defaults (geometry
 picked from the data as ``train`` picks it) with ``max_minutes`` set to the same budget; ``-P``
-overrides hwr's parameters.
+overrides hwr's parameters. Each ``--variant`` trains one more hwr system in the same run, with its
+own overrides on top of ``-P`` (a lever tried side by side with the default).
 
 Prints per data set and system: training samples/s (time inside training steps only), epochs,
 test CER/WER (greedy), and the val CER curve against wall minutes; the curves also go to ``--png``.
@@ -154,7 +156,8 @@ def run_peer(data_dir: str, minutes: float, max_per_split: int, seed: int) -> Ou
                    metrics.cer(texts["test"], hyps), metrics.wer(texts["test"], hyps), curve.curve)
 
 
-def run_hwr(data_dir: str, minutes: float, max_per_split: int, overrides: dict[str, str]) -> Outcome:
+def run_hwr(data_dir: str, minutes: float, max_per_split: int, overrides: dict[str, str],
+            system: str = "hwr default") -> Outcome:
     """Train and test hwr's default recipe with ``max_minutes=minutes`` on ``data_dir``."""
     given = {"data": data_dir, "max_per_split": max_per_split, "max_minutes": minutes, **overrides}
     cfg = parse_config(TrainConfig, "hwr", [f"--{name}={value}" for name, value in given.items()])
@@ -171,7 +174,7 @@ def run_hwr(data_dir: str, minutes: float, max_per_split: int, overrides: dict[s
     m = cfg.model
     print(f"hwr: {m.img_height} x {m.img_width} ({'true shape, bucketed' if m.true_width else 'fixed'}), "
           f"{model.count_params():,} parameters", flush=True)
-    return Outcome("hwr default", clock.rate(), len(history), test["cer"], test["wer"], curve.curve)
+    return Outcome(system, clock.rate(), len(history), test["cer"], test["wer"], curve.curve)
 
 
 def plot(results: dict[str, list[Outcome]], path: Path) -> None:
@@ -201,8 +204,11 @@ def main() -> None:
     parser.add_argument("-P", action="append", default=[], help="hwr parameter override NAME=VALUE")
     parser.add_argument("--systems", nargs="+", default=["peer", "hwr"], choices=["peer", "hwr"],
                         help="train only these (e.g. hwr alone, to try a lever)")
+    parser.add_argument("--variant", action="append", default=[],
+                        help='one more hwr system with these overrides, e.g. "conv_filters=16,32,64 lstm1_units=64"')
     args = parser.parse_args()
     overrides = dict(p.split("=", 1) for p in args.P)
+    variants = {text: {**overrides, **dict(p.split("=", 1) for p in text.split())} for text in args.variant}
     results = {}
     for data_dir in args.data:
         name = Path(data_dir).name
@@ -211,15 +217,19 @@ def main() -> None:
             outcomes.append(run_peer(data_dir, args.minutes, args.max_per_split, args.seed))
         if "hwr" in args.systems:
             outcomes.append(run_hwr(data_dir, args.minutes, args.max_per_split, overrides))
+        for text, given in variants.items():
+            outcomes.append(run_hwr(data_dir, args.minutes, args.max_per_split, given, f"hwr {text}"))
         results[name] = outcomes
         print(f"\n== {name}: {args.minutes:g} min each{' (hwr with ' + ' '.join(args.P) + ')' if args.P else ''} ==")
-        print(f"{'system':22} {'samples/s':>10} {'epochs':>7} {'test CER':>9} {'test WER':>9}")
+        width = max(22, *(len(o.system) for o in outcomes))
+        print(f"{'system':{width}} {'samples/s':>10} {'epochs':>7} {'test CER':>9} {'test WER':>9}")
         for o in outcomes:
-            print(f"{o.system:22} {o.samples_per_s:10.1f} {o.epochs:7d} {o.test_cer:9.4f} {o.test_wer:9.4f}")
-        if len(outcomes) == 2:
-            peer, ours = outcomes
-            print(f"ratios hwr/peer: throughput {ours.samples_per_s / peer.samples_per_s:.2f}x, "
-                  f"test CER {ours.test_cer / peer.test_cer:.2f}x")
+            print(f"{o.system:{width}} {o.samples_per_s:10.1f} {o.epochs:7d} {o.test_cer:9.4f} {o.test_wer:9.4f}")
+        if "peer" in args.systems:
+            peer = outcomes[0]
+            for ours in outcomes[1:]:
+                print(f"ratios {ours.system}/peer: throughput {ours.samples_per_s / peer.samples_per_s:.2f}x, "
+                      f"test CER {ours.test_cer / peer.test_cer:.2f}x")
         for o in outcomes:
             print(f"val CER curve, {o.system}: " + ", ".join(f"{t:.1f} min {c:.3f}" for t, c in o.curve))
     plot(results, Path(args.png))
