@@ -40,7 +40,7 @@ def frames_formula(n_blocks: int) -> str:
     return f"img_width / {width_stride(n_blocks)}"
 
 
-DEFAULT_FILTERS = (32, 64, 128)
+DEFAULT_FILTERS = (16, 32, 64)
 FRAMES_HELP = (f"the model emits {frames_formula(len(DEFAULT_FILTERS))} CTC frames "
                f"({frames_formula(1)} with one conv block), and a label needs its length plus one "
                "frame per doubled letter")
@@ -124,7 +124,7 @@ class ModelConfig(Config):
     dense_units: int = param(128, "units of the dense layer between the convolutions and the LSTMs",
                              rule=POSITIVE)
     dropout: float = param(0.25, "dropout rate after the dense layer and between the LSTMs", rule=FRACTION)
-    lstm1_units: int = param(128, "units per direction of the first bidirectional LSTM", rule=POSITIVE)
+    lstm1_units: int = param(64, "units per direction of the first bidirectional LSTM", rule=POSITIVE)
     lstm2_units: int = param(64, "units per direction of the second bidirectional LSTM", rule=POSITIVE)
 
     def check(self) -> None:
