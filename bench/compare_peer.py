@@ -182,13 +182,13 @@ def plot(results: dict[str, list[Outcome]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(results), figsize=(5.5 * len(results), 3.8), squeeze=False)
+    fig, axes = plt.subplots(1, len(results), figsize=(5.5 * len(results), 4.8), squeeze=False)
     for ax, (name, outcomes) in zip(axes[0], results.items()):
         for o in outcomes:
             ax.plot(*zip(*o.curve), marker="o", markersize=3, label=f"{o.system} (test CER {o.test_cer:.3f})")
         ax.set(title=name, xlabel="wall time (minutes)", ylabel="val CER", ylim=(0, 1.05))
         ax.grid(alpha=0.3)
-        ax.legend()
+        ax.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.18))  # below: never over a curve
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     print(f"curves: {path}")
