@@ -192,3 +192,13 @@ def test_concurrent_requests_share_forward_passes_and_get_their_own_answers(pyfu
     for got, want in zip(concurrent, sequential * 3):
         assert got.text.tolist() == want.text.tolist() and got.error.tolist() == want.error.tolist()
         assert np.allclose(got.confidence, want.confidence, atol=1e-5)
+
+
+def test_a_free_width_model_gets_a_batch_padded_to_its_widest_image_rounded_to_the_stride():
+    from hwr.mlflow.pyfunc import pad_batch
+
+    narrow, wide = np.zeros((32, 10), np.float32), np.ones((32, 21), np.float32)
+    batch, widths = pad_batch([narrow, wide], None, 4)
+    assert batch.shape == (2, 32, 24, 1) and widths.tolist() == [10, 21]  # 21 px -> 24, the next multiple of 4
+    assert batch[0, :, 10:].max() == 0.0 and batch[1, :, 21:].min() == 1.0  # each padded with its own background
+    assert pad_batch([narrow, wide], 64, 4)[0].shape == (2, 32, 64, 1)  # a fixed-width model: its width

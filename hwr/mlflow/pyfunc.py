@@ -29,6 +29,7 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
+from hwr.data.geometry import round_up
 from hwr.data.images import decode_image, fit_to_height, pad_to_width
 from hwr.errors import InvalidImageError
 
