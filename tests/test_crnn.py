@@ -56,3 +56,23 @@ def test_ctc_loss_with_sparse_labels_equals_keras_dense_ctc():
     lengths = (labels != 0).sum(-1).astype("int32")
     dense = ops.ctc_loss(labels, ops.log(probs + 1e-7), lengths, np.full(4, 12, "int32"), mask_index=0)
     assert float(layer.losses[0]) == pytest.approx(float(np.mean(dense)), rel=1e-4)
+
+
+def test_unrolled_prediction_model_gives_the_same_probabilities_and_free_width_stays_rolled():
+    """Prediction unrolls the LSTMs of a fixed-width model (faster on CPU); the outputs must not move."""
+    import keras
+    import numpy as np
+
+    from hwr.model.crnn import unrolled
+
+    keras.utils.set_random_seed(0)
+    cfg = ModelConfig(img_height=16, img_width=32, conv_filters=(4, 8), dense_units=8, lstm1_units=4, lstm2_units=4)
+    rolled = prediction_model(build_crnn(cfg, num_classes=5))
+    fast = unrolled(rolled)
+    recurrent = [layer for layer in fast.layers if isinstance(layer, keras.layers.Bidirectional)]
+    assert len(recurrent) == 2 and all(l.forward_layer.unroll and l.backward_layer.unroll for l in recurrent)
+    images = np.random.default_rng(0).random((3, 16, 32, 1), np.float32)
+    np.testing.assert_allclose(fast(images, training=False), rolled(images, training=False), atol=1e-5)
+    free = prediction_model(build_crnn(ModelConfig(shape="true", img_height=16, img_width=32, conv_filters=(4, 8),
+                                                   dense_units=8, lstm1_units=4, lstm2_units=4), num_classes=5))
+    assert unrolled(free) is free

@@ -129,11 +129,12 @@ class HwrPredictionModel(mlflow.pyfunc.PythonModel):
         self.warm_up()
 
     def use(self, model, charset) -> None:
-        """Predict with the prediction ``model`` (Keras) and its ``charset``; the input geometry is
-        read from the model (older models: fixed shape)."""
-        from hwr.model.crnn import input_geometry, true_width, width_stride
+        """Predict with the prediction ``model`` (Keras; a fixed-width one with its LSTMs unrolled,
+        :func:`hwr.model.crnn.unrolled`) and its ``charset``; the input geometry is read from the model
+        (older models: fixed shape)."""
+        from hwr.model.crnn import input_geometry, true_width, unrolled, width_stride
 
-        self.model, self.charset = model, charset
+        self.model, self.charset = unrolled(model), charset
         self.height, self.width = input_geometry(model)
         self.true_width, self.stride = true_width(model), width_stride(model)
 
