@@ -41,3 +41,24 @@ def test_a_doubled_letter_needs_a_blank_between_its_frames():
     separated = frames({"d": 0.9}, {"o": 0.9}, {"-": 0.9}, {"o": 0.9}, {"g": 0.9})
     assert lm_beam_decode(merged, CHARSET, lm, 5, alpha=0.0, beta=0.0)[0] == ["dog"]
     assert lm_beam_decode(separated, CHARSET, lm, 5, alpha=0.0, beta=0.0)[0] == ["doog"]
+
+
+def test_a_saved_language_model_loads_with_the_same_probabilities_and_weights(tmp_path):
+    from hwr.model.language import LanguageModel
+
+    saved = LanguageModel(CharNgram(["cat", "cot", "act"], CHARSET, order=3), alpha=0.4, beta=0.5)
+    loaded = LanguageModel.load(saved.save(tmp_path / "lm.json"), CHARSET)
+    assert (loaded.alpha, loaded.beta, loaded.ngram.order) == (0.4, 0.5, 3)
+    for context, char in [("", "c"), ("c", "a"), ("ca", "t"), ("xy", "o")]:
+        assert loaded.ngram.prob(context, char) == pytest.approx(saved.ngram.prob(context, char))
+
+
+def test_beam_lm_decoding_needs_a_language_model():
+    from hwr.model.decode import decode
+    from hwr.model.language import LanguageModel
+
+    probs = frames({"c": 0.9}, {"a": 0.45, "o": 0.5}, {"t": 0.9})
+    with pytest.raises(ValueError, match="needs a language model"):
+        decode(probs, CHARSET, "beam_lm")
+    lm = LanguageModel(CharNgram(["cat"] * 20, CHARSET, order=3), alpha=1.0, beta=0.0)
+    assert decode(probs, CHARSET, "beam_lm", beam_width=5, language=lm)[0] == ["cat"]

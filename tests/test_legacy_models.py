@@ -86,3 +86,20 @@ def test_old_full_model_is_fine_tuned_and_registered(tracking_uri, tmp_path, kee
     import mlflow.pyfunc
 
     assert len(mlflow.pyfunc.load_model("models:/hwr-crnn/1").predict(request())) == 4
+
+
+def test_old_prediction_model_refuses_the_language_model_decoder_with_one_line(keep_sys_path):
+    """Models logged before they carried a language model: ``beam_lm`` is a clear refusal, both in a
+    request and in ``predict`` before any image is read."""
+    import mlflow.pyfunc
+
+    from hwr.errors import ConfigError
+    from hwr.mlflow.pyfunc import InvalidRequestError
+    from hwr.prediction.predict import load_models
+
+    model = mlflow.pyfunc.load_model(str(LEGACY / "model"))
+    with pytest.raises(InvalidRequestError, match="carries no language model"):
+        model.predict(request(), params={"decoder": "beam_lm"})
+    with pytest.raises(ConfigError, match="decoder=beam_lm: model=.* carries no language model"):
+        load_models([str(LEGACY / "model")], "beam_lm")
+    assert len(load_models([str(LEGACY / "model")], "beam")) == 1

@@ -202,3 +202,38 @@ def test_a_free_width_model_gets_a_batch_padded_to_its_widest_image_rounded_to_t
     assert batch.shape == (2, 32, 24, 1) and widths.tolist() == [10, 21]  # 21 px -> 24, the next multiple of 4
     assert batch[0, :, 10:].max() == 0.0 and batch[1, :, 21:].min() == 1.0  # each padded with its own background
     assert pad_batch([narrow, wide], 64, 4)[0].shape == (2, 32, 64, 1)  # a fixed-width model: its width
+
+
+def test_logged_model_carries_its_language_model_and_decodes_with_it_on_request(tracking_uri):
+    """``decoder=beam_lm`` through a logged model gives what the n-gram model of the texts it was
+    logged with gives on the model's own probabilities; a model logged without one refuses it."""
+    import keras
+    import mlflow
+
+    from hwr.config import ModelConfig
+    from hwr.data.charset import Charset
+    from hwr.mlflow.packaging import log_models
+    from hwr.mlflow.pyfunc import InvalidRequestError
+    from hwr.model.crnn import build_crnn
+    from hwr.model.inference import predict_probs
+    from hwr.model.language import LanguageModel
+
+    keras.utils.set_random_seed(0)
+    charset = Charset(tuple("abcdefghij"))
+    texts = ["abba", "cab", "bad", "fig", "jig"] * 3
+    cfg = ModelConfig(img_height=32, img_width=64, conv_filters=(4, 8), dense_units=8, lstm1_units=4, lstm2_units=4)
+    full = build_crnn(cfg, charset.num_classes)
+    with mlflow.start_run():
+        with_lm = log_models(full, charset, [str(DHSD / "images/writer1/1_0.png")],
+                             language=LanguageModel.from_texts(texts, charset))
+        without = log_models(full, charset, [str(DHSD / "images/writer1/1_0.png")])
+    frame = pd.DataFrame({"image": [b64(PNG), b64((DHSD / "images/writer1/1_1.png").read_bytes())]})
+    inner = mlflow.pyfunc.load_model(with_lm.prediction_uri).unwrap_python_model()
+    assert inner.language.ngram.texts == texts and inner.language.ngram.order == 6
+    images, _, _ = inner.preprocess(frame.image)
+    expected, _ = inner.language.decode(predict_probs(inner.model, images)[0], charset, beam_width=4)
+    out = inner.predict(None, frame, params={"decoder": "beam_lm", "beam_width": 4})
+    assert out.text.tolist() == expected and (out.error == "").all()
+    plain = mlflow.pyfunc.load_model(without.prediction_uri).unwrap_python_model()
+    with pytest.raises(InvalidRequestError, match="carries no language model"):
+        plain.predict(None, frame, params={"decoder": "beam_lm"})

@@ -16,22 +16,26 @@ import mlflow
 from hwr.data.charset import Charset
 from hwr.mlflow import runs
 from hwr.mlflow.packaging import LoggedModels, log_models
+from hwr.model.language import LanguageModel
 
 FALLBACK_ROOT = Path("output") / "unlogged"
 FULL_MODEL_FILE = "full_model.keras"
 CHARSET_FILE = "charset.json"
+LANGUAGE_FILE = "language_model.json"
 RECORD_FILE = "unlogged.json"
 
 
 def save_unlogged(full: keras.Model, charset: Charset, example_paths: list[str], record: dict,
-                  root: Path = FALLBACK_ROOT) -> Path:
-    """Write the full model (``.keras``), its charset, the input-example images and ``record`` (the
-    run id, the step, the model metadata, the metrics to link, the registration) to
-    ``root/<run id>/``; returns that folder."""
+                  root: Path = FALLBACK_ROOT, language: LanguageModel | None = None) -> Path:
+    """Write the full model (``.keras``), its charset, its ``language`` model (if any), the
+    input-example images and ``record`` (the run id, the step, the model metadata, the metrics to
+    link, the registration) to ``root/<run id>/``; returns that folder."""
     folder = root / record["run_id"]
     (folder / "examples").mkdir(parents=True, exist_ok=True)
     full.save(folder / FULL_MODEL_FILE)
     charset.save(folder / CHARSET_FILE)
+    if language is not None:
+        language.save(folder / LANGUAGE_FILE)
     record = {**record, "examples": []}
     for i, path in enumerate(example_paths):
         target = folder / "examples" / f"{i}{Path(path).suffix}"
@@ -49,8 +53,9 @@ def log_saved(folder: Path) -> tuple[dict, LoggedModels]:
     record = json.loads((folder / RECORD_FILE).read_text(encoding="utf-8"))
     full = keras.saving.load_model(folder / FULL_MODEL_FILE)
     charset = Charset.load(folder / CHARSET_FILE)
+    language = LanguageModel.load(folder / LANGUAGE_FILE, charset) if (folder / LANGUAGE_FILE).is_file() else None
     examples = [str(folder / "examples" / name) for name in record["examples"]]
     with mlflow.start_run(run_id=record["run_id"]):
-        models = log_models(full, charset, examples, record.get("metadata"), step=record["step"])
+        models = log_models(full, charset, examples, record.get("metadata"), step=record["step"], language=language)
         runs.log_metrics(record["metrics"], model_ids=models.ids)
     return record, models

@@ -22,6 +22,7 @@ import pandas as pd
 from hwr.data.charset import Charset
 from hwr.mlflow.pyfunc import DEFAULT_PARAMS, IMAGE_COLUMN
 from hwr.model.crnn import CTCLossLayer, InputWidth, input_geometry, prediction_model, true_width
+from hwr.model.language import LanguageModel
 
 PACKAGE = Path(__file__).resolve().parents[1]
 REQUIREMENTS_FILE = Path(__file__).resolve().parents[2] / "requirements.txt"
@@ -106,13 +107,15 @@ def prediction_signature(example: pd.DataFrame):
 
 
 def log_models(full: keras.Model, charset: Charset, example_paths: list[str],
-               extra_metadata: dict | None = None, step: int = 0) -> LoggedModels:
+               extra_metadata: dict | None = None, step: int = 0,
+               language: LanguageModel | None = None) -> LoggedModels:
     """Log the full model and the prediction model to the active run, at ``step``: the step of
     the epoch whose weights they hold, so MLflow links each logged model to that epoch's metrics
     (the Models tab and ``mlflow.search_logged_models`` show them).
 
     The charset and input geometry travel with both: in the MLmodel ``metadata`` of each and
-    as artifacts of the pyfunc.
+    as artifacts of the pyfunc; ``language`` (the n-gram model of the training labels, for
+    ``decoder=beam_lm``) with the pyfunc, as its ``language_model`` artifact.
     """
     height, width = input_geometry(full)
     geometry = {"img_height": height, "img_width": width, "shape": "true" if true_width(full) else "fixed"}
@@ -128,10 +131,13 @@ def log_models(full: keras.Model, charset: Charset, example_paths: list[str],
         prediction_model(full).save(keras_path)
         geometry_path = Path(tmp) / "geometry.json"
         geometry_path.write_text(json.dumps(geometry))
+        artifacts = {"keras_model": str(keras_path), "charset": str(charset.save(Path(tmp) / "charset.json")),
+                     "geometry": str(geometry_path)}
+        if language is not None:
+            artifacts["language_model"] = str(language.save(Path(tmp) / "language_model.json"))
         pred_info = mlflow.pyfunc.log_model(
             name=PREDICTION_MODEL_NAME, python_model=str(Path(code[0]) / MODEL_CODE),
-            artifacts={"keras_model": str(keras_path), "charset": str(charset.save(Path(tmp) / "charset.json")),
-                       "geometry": str(geometry_path)},
+            artifacts=artifacts,
             code_paths=code, pip_requirements=requirements,
             input_example=example, signature=prediction_signature(example),
             metadata={**metadata, KIND_KEY: "prediction"}, step=step,

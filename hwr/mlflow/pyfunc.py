@@ -87,11 +87,13 @@ def pad_batch(images: list[np.ndarray], width: int | None, stride: int) -> tuple
     return np.stack([pad_to_width(image, target) for image in images])[..., np.newaxis], widths
 
 
-def check_params(params: dict | None) -> tuple[str, int]:
-    """``decoder`` and ``beam_width`` of a request, checked.
+def check_params(params: dict | None, has_language: bool) -> tuple[str, int]:
+    """``decoder`` and ``beam_width`` of a request, checked (``has_language``: whether the model
+    carries a language model for ``beam_lm``).
 
     Raises:
-        InvalidRequestError: an unknown decoder or a beam width that is not a positive integer.
+        InvalidRequestError: an unknown decoder, ``beam_lm`` for a model without a language model,
+            or a beam width that is not a positive integer.
     """
     from hwr.config.prediction import DECODERS
 
@@ -99,6 +101,9 @@ def check_params(params: dict | None) -> tuple[str, int]:
     decoder = str(params["decoder"])
     if decoder not in DECODERS:
         raise InvalidRequestError(f"decoder={decoder!r}: expected one of {DECODERS}")
+    if decoder == "beam_lm" and not has_language:
+        raise InvalidRequestError("decoder='beam_lm': this model carries no language model (it was logged "
+                                  "before hwr logged one with each model); use greedy or beam")
     try:
         beam_width = int(params["beam_width"])
     except (TypeError, ValueError):
@@ -116,25 +121,30 @@ class HwrPredictionModel(mlflow.pyfunc.PythonModel):
 
     Artifacts: ``keras_model`` (prediction model ``.keras``), ``charset`` (``charset.json``),
     ``geometry`` (JSON with ``img_height``, ``img_width``, ``shape``, for readers; the pyfunc reads
-    the geometry from the Keras model itself, :meth:`use`).
+    the geometry from the Keras model itself, :meth:`use`) and, in models logged since it exists,
+    ``language_model`` (:class:`hwr.model.language.LanguageModel`, for ``decoder=beam_lm``).
     """
 
     def load_context(self, context):
         import keras
 
         from hwr.data.charset import Charset
+        from hwr.model.language import LanguageModel
 
-        self.use(keras.saving.load_model(context.artifacts["keras_model"], compile=False),
-                 Charset.load(context.artifacts["charset"]))
+        charset = Charset.load(context.artifacts["charset"])
+        language = context.artifacts.get("language_model")
+        self.use(keras.saving.load_model(context.artifacts["keras_model"], compile=False), charset,
+                 LanguageModel.load(language, charset) if language else None)
         self.warm_up()
 
-    def use(self, model, charset) -> None:
+    def use(self, model, charset, language=None) -> None:
         """Predict with the prediction ``model`` (Keras; a fixed-width one with its LSTMs unrolled,
         :func:`hwr.model.crnn.unrolled`) and its ``charset``; the input geometry is read from the model
-        (older models: fixed shape)."""
+        (older models: fixed shape); ``language``: the :class:`~hwr.model.language.LanguageModel`
+        for ``decoder=beam_lm``, if the model carries one."""
         from hwr.model.crnn import input_geometry, true_width, unrolled, width_stride
 
-        self.model, self.charset = unrolled(model), charset
+        self.model, self.charset, self.language = unrolled(model), charset, language
         self.height, self.width = input_geometry(model)
         self.true_width, self.stride = true_width(model), width_stride(model)
 
@@ -173,8 +183,8 @@ class HwrPredictionModel(mlflow.pyfunc.PythonModel):
         return (*pad_batch(images, None if self.true_width else self.width, self.stride), errors)
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
-        """``params`` (optional): ``decoder`` (``greedy``, the default, or ``beam``) and
-        ``beam_width`` (int, default 10).
+        """``params`` (optional): ``decoder`` (``greedy``, the default, ``beam``, or ``beam_lm`` with
+        the model's language model) and ``beam_width`` (int, default 10).
 
         Returns:
             ``text``, ``confidence`` and ``error`` per input row; a row that is not a usable image
@@ -191,12 +201,13 @@ class HwrPredictionModel(mlflow.pyfunc.PythonModel):
             raise InvalidRequestError(f"input has no column {IMAGE_COLUMN!r}; columns: {list(model_input.columns)}")
         if len(model_input) == 0:
             raise InvalidRequestError(f"the request has no rows: send one base64 PNG/JPEG per row in column {IMAGE_COLUMN!r}")
-        decoder, beam_width = check_params(params)
+        decoder, beam_width = check_params(params, self.language is not None)
         images, widths, errors = self.preprocess(model_input[IMAGE_COLUMN])
         texts, confidence = [""] * len(errors), np.zeros(len(errors), np.float64)
         if len(images):
             good_texts, good_conf = transcribe(self.model, self.charset, images, decoder=decoder,
-                                               beam_width=beam_width, predictor=self.predictor, widths=widths)
+                                               beam_width=beam_width, predictor=self.predictor, widths=widths,
+                                               language=self.language)
             for row, text, conf in zip((i for i, e in enumerate(errors) if not e), good_texts, good_conf):
                 texts[row], confidence[row] = text, float(conf)
         return pd.DataFrame({"text": texts, "confidence": confidence, "error": errors})

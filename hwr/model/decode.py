@@ -2,7 +2,8 @@
 
 Greedy (best path) decoding: per frame take the most likely class, merge repeats, drop blanks
 (Graves et al., "Connectionist Temporal Classification", ICML 2006); beam search keeps the
-``beam_width`` most likely label prefixes per frame (TensorFlow's CTC beam search decoder).
+``beam_width`` most likely label prefixes per frame (TensorFlow's CTC beam search decoder); ``beam_lm``
+adds a character n-gram language model of the training labels (:mod:`hwr.model.language`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import numpy as np
 
 from hwr.config.prediction import DECODERS
 from hwr.data.charset import BLANK, Charset
+from hwr.model.language import LanguageModel
 
 
 def greedy_decode(probs: np.ndarray, charset: Charset) -> tuple[list[str], np.ndarray]:
@@ -59,15 +61,22 @@ def beam_decode(probs: np.ndarray, charset: Charset, beam_width: int = 10) -> tu
     return texts, confidences
 
 
-def decode(probs: np.ndarray, charset: Charset, decoder: str = "greedy",
-           beam_width: int = 10) -> tuple[list[str], np.ndarray]:
-    """Decode with ``decoder`` (``greedy`` or ``beam``); see :func:`greedy_decode`, :func:`beam_decode`.
+def decode(probs: np.ndarray, charset: Charset, decoder: str = "greedy", beam_width: int = 10,
+           language: LanguageModel | None = None) -> tuple[list[str], np.ndarray]:
+    """Decode with ``decoder``: ``greedy`` (:func:`greedy_decode`), ``beam`` (:func:`beam_decode`) or
+    ``beam_lm`` (prefix beam search with the character ``language`` model,
+    :meth:`hwr.model.language.LanguageModel.decode`).
 
     Raises:
-        ValueError: unknown decoder name.
+        ValueError: unknown decoder name, or ``beam_lm`` without a language model.
     """
     if decoder == "greedy":
         return greedy_decode(probs, charset)
     if decoder == "beam":
         return beam_decode(probs, charset, beam_width)
+    if decoder == "beam_lm":
+        if language is None:
+            raise ValueError("decoder='beam_lm' needs a language model, and this model carries none "
+                             "(logged before hwr logged one with each model): use greedy or beam")
+        return language.decode(probs, charset, beam_width)
     raise ValueError(f"decoder={decoder!r}: expected one of {DECODERS}")

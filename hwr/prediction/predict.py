@@ -78,11 +78,12 @@ def model_labels(uris: list[str]) -> list[str]:
     return labels
 
 
-def load_models(uris: list[str]) -> list[LoadedModel]:
-    """Load each URI as a pyfunc prediction model.
+def load_models(uris: list[str], decoder: str = "greedy") -> list[LoadedModel]:
+    """Load each URI as a pyfunc prediction model that can decode with ``decoder``.
 
     Raises:
-        ConfigError: a URI that cannot be loaded, or a full (training) model.
+        ConfigError: a URI that cannot be loaded, a full (training) model, or ``decoder=beam_lm``
+            for a model without a language model (logged before models carried one).
     """
     models = []
     for uri, label in zip(uris, model_labels(uris)):
@@ -93,6 +94,10 @@ def load_models(uris: list[str]) -> list[LoadedModel]:
         if (model.metadata.metadata or {}).get(KIND_KEY) == "full":
             raise ConfigError(f"model={uri!r} is a full (training) model; use the prediction model,"
                               " e.g. models:/hwr-crnn@champion")
+        artifacts = model.metadata.flavors.get("python_function", {}).get("artifacts") or {}
+        if decoder == "beam_lm" and "language_model" not in artifacts:
+            raise ConfigError(f"decoder=beam_lm: model={uri!r} carries no language model (it was logged before hwr "
+                              "logged one with each model); use decoder=greedy or beam, or train it again")
         models.append(LoadedModel(uri, label, model))
     return models
 
@@ -193,7 +198,7 @@ def run_predict(cfg: PredictConfig) -> PredictResult:
     pages = cfg.replace(data=data.data) if "xml" in table else None  # page files are written beside the view's
     table = table.head(cfg.max_images) if cfg.max_images else table
     lexicon = Lexicon.load(cfg.lexicon_path(), cfg.lexicon_threshold) if cfg.lexicon_path() else None
-    models = load_models(cfg.model_uris())
+    models = load_models(cfg.model_uris(), cfg.decoder)
     output = Path(cfg.output)
     report_dir = output.with_name(output.stem + "_report")
     with mlflow.start_run(log_system_metrics=cfg.system_metrics) as run:

@@ -30,6 +30,7 @@ from hwr.mlflow.packaging import LoggedModels, log_models
 from hwr.mlflow.registry import AUTO, register
 from hwr.model.crnn import build_crnn, compile_model, prediction_model
 from hwr.model.inference import transcribe
+from hwr.model.language import LanguageModel
 
 
 MODEL_DESCRIPTIONS = {
@@ -96,7 +97,8 @@ def log_data_summary(data: PreparedData, cfg: DataConfig) -> dict:
 
 def log_results(full: keras.Model, data: PreparedData, history: pd.DataFrame, best_cer: float,
                 best_epoch: int, extra_metadata: dict | None = None, test_dataset=None) -> TrainResult:
-    """Test evaluation, final metrics, history CSV and both models logged to the active run.
+    """Test evaluation, final metrics, history CSV and both models logged to the active run (the
+    prediction model with the character n-gram language model of the training labels).
 
     ``best_epoch`` is 1-based; the models are logged at its step (``best_epoch - 1``, as the epoch
     metrics are), and ``test_cer``/``test_wer`` are linked to both and to ``test_dataset`` (the test
@@ -105,6 +107,7 @@ def log_results(full: keras.Model, data: PreparedData, history: pd.DataFrame, be
     test = evaluate(prediction_model(full), data, "test")
     run_id = mlflow.active_run().info.run_id
     examples = data.frames["test"]["path"].head(2).tolist()
+    language = LanguageModel.from_texts(data.texts("train"), data.charset)
     metrics = {"test_cer": test["cer"], "test_wer": test["wer"]}
     print(f"best val_cer {best_cer:.4f} (epoch {best_epoch}); test_cer {test['cer']:.4f}, "
           f"test_wer {test['wer']:.4f}", flush=True)
@@ -114,12 +117,12 @@ def log_results(full: keras.Model, data: PreparedData, history: pd.DataFrame, be
         summary: list[str] = []
         full.summary(print_fn=lambda line, **_: summary.append(line))
         mlflow.log_text("\n".join(summary), "model_summary.txt")
-        models = log_models(full, data.charset, examples, extra_metadata, step=best_epoch - 1)
+        models = log_models(full, data.charset, examples, extra_metadata, step=best_epoch - 1, language=language)
         runs.log_metrics(metrics, model_ids=models.ids, dataset=test_dataset)
     except Exception as exc:  # tracking server, artifact store or network: keep the models on disk
         record = {"run_id": run_id, "step": best_epoch - 1, "metadata": extra_metadata, "metrics": metrics,
                   "best_val_cer": best_cer, "best_epoch": best_epoch, "error": str(exc).splitlines()[0][:500]}
-        folder = save_unlogged(full, data.charset, examples, record)
+        folder = save_unlogged(full, data.charset, examples, record, language=language)
         raise ModelsNotLogged(f"the models could not be logged to MLflow ({record['error']}); they are saved in "
                               f"{folder}; log and register them into run {run_id} later with: "
                               f"python -m entrypoints.log_saved {folder}") from exc
