@@ -54,5 +54,5 @@ def tiny_config(labels: Path, data: Path = DHSD, **changes):
     """A TrainConfig for a tiny model on a subset CSV."""
     from hwr.config import TrainConfig
 
-    return TrainConfig().replace(**{"data": str(data), "labels": str(labels), "epochs": 1, "patience": 0,
+    return TrainConfig().replace(**{"data": str(data), "labels": str(labels), "epochs": 1, "max_minutes": 0, "patience": 0,
                                     "batch_size": 16, **TINY_MODEL, **changes}).validate()

@@ -21,7 +21,7 @@ def _mlproject() -> dict:
 
 def _tune_defaults() -> dict:
     own = {f.name: f.default for f in dataclasses.fields(TuneConfig) if f.name != "train"}
-    train = {k: v for k, v in TrainConfig().flat_params().items() if k != "epochs"}
+    train = {k: v for k, v in TrainConfig().flat_params().items() if k not in ("epochs", "max_minutes")}  # tune's own
     return own | train
 
 

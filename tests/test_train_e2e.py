@@ -40,7 +40,7 @@ def trained(tmp_path_factory):
            "MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL": "1",  # default 10 s: longer than this tiny run
            # `mlflow run --env-manager local` runs the entry point with the `python` on PATH
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    params = {"data": str(DHSD), "labels": str(labels), "epochs": 2, "patience": 0, "batch_size": 16,
+    params = {"data": str(DHSD), "labels": str(labels), "epochs": 2, "max_minutes": 0, "patience": 0, "batch_size": 16,
               **TINY_MODEL, "dropout": 0.1}
     done = mlflow_run("train", params, env)
     assert done.returncode == 0, done.stderr[-4000:]

@@ -41,6 +41,7 @@ def frames_formula(n_blocks: int) -> str:
 
 
 DEFAULT_FILTERS = (16, 32, 64)
+DEFAULT_MINUTES = 28.0  # train's time budget: a DHSD words run, test and registration included, in 30 minutes
 FRAMES_HELP = (f"the model emits {frames_formula(len(DEFAULT_FILTERS))} CTC frames "
                f"({frames_formula(1)} with one conv block), and a label needs its length plus one "
                "frame per doubled letter")
@@ -162,16 +163,20 @@ class TrainConfig(Config):
 
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
-    lr: float = param(1e-3, "Adam learning rate; it halves after every 3 epochs without a better val_cer, "
-                            "down to lr/16", rule=LEARNING_RATE)
+    lr: float = param(1e-3, "peak Adam learning rate: with a time budget (max_minutes) it warms up to it, then "
+                            "follows a cosine down to lr/20; without one it halves after every 3 epochs "
+                            "without a better val_cer, down to lr/16", rule=LEARNING_RATE)
     batch_size: int = param(32, "images per training step", rule=POSITIVE)
-    epochs: int = param(40, "maximum epochs", rule=POSITIVE)
-    max_minutes: float = param(0.0, "training time of the run in minutes (0 = none): the learning rate warms up "
-                                    "over the first 5 %, then follows a cosine down to lr/20 at the deadline, "
-                                    "where training stops (within one batch) with the best epoch's weights; "
-                                    "epochs still caps it, and a resumed run counts only the minutes trained",
-                               rule=MINUTES)
-    patience: int = param(8, "stop after this many epochs without a better val_cer (0 = never)", rule=COUNT)
+    epochs: int = param(200, "maximum epochs (with the default time budget a cap that DHSD words do not "
+                             "reach on a 2-core CPU: about 95 epochs in 25 minutes)", rule=POSITIVE)
+    max_minutes: float = param(DEFAULT_MINUTES, "training time of the run in minutes (0 = none): the learning rate "
+                                                "warms up over the first 5 %, then follows a cosine down to lr/20 at "
+                                                "the deadline, where training stops (within one batch) with the best "
+                                                "epoch's weights; epochs still caps it, and a resumed run counts only "
+                                                "the minutes trained. The default fits a DHSD words run, test "
+                                                "included, into 30 minutes on a 2-core CPU", rule=MINUTES)
+    patience: int = param(0, "stop after this many epochs without a better val_cer (0 = never: with a time "
+                             "budget its schedule ends training; without one, e.g. 8)", rule=COUNT)
     seed: int = param(42, "seeds Python, NumPy, TensorFlow, the random split and the shuffle")
     augment: bool = param(True, "random slant, shrink, vertical shift and stroke thickening of training "
                                 "images (true/false)", parse=parse_bool)
@@ -229,7 +234,7 @@ class FinetuneConfig(Config):
     def train_config(self, model: ModelConfig) -> TrainConfig:
         """The TrainConfig of the shared training steps (pipelines, registration) for ``model``."""
         return TrainConfig(data=self.data, model=model, lr=self.full_lr, batch_size=self.batch_size,
-                           epochs=max(self.head_epochs + self.full_epochs, 1), patience=self.patience,
+                           epochs=max(self.head_epochs + self.full_epochs, 1), max_minutes=0.0, patience=self.patience,
                            seed=self.seed, augment=self.augment, model_name=self.model_name,
                            full_model_name=self.full_model_name, register=self.register,
                            system_metrics=self.system_metrics)
