@@ -74,10 +74,12 @@ def datasets(cfg: TrainConfig, data: PreparedData, first_epoch: int = 0):
     return train_ds, val_ds
 
 
-def evaluate(model: keras.Model, data: PreparedData, split: str) -> dict[str, float]:
-    """Greedy CER and WER of a prediction model on one split."""
+def evaluate(model: keras.Model, data: PreparedData, split: str, decoder: str = "greedy",
+             language: LanguageModel | None = None) -> dict[str, float]:
+    """CER and WER of a prediction model on one split, decoded with ``decoder`` (``beam_lm``: with
+    the ``language`` model, beam width 10)."""
     images, widths = data.model_input(split)
-    texts, _ = transcribe(model, data.charset, images, widths=widths)
+    texts, _ = transcribe(model, data.charset, images, widths=widths, decoder=decoder, language=language)
     return {"cer": metrics.cer(data.texts(split), texts), "wer": metrics.wer(data.texts(split), texts)}
 
 
@@ -97,20 +99,25 @@ def log_data_summary(data: PreparedData, cfg: DataConfig) -> dict:
 
 def log_results(full: keras.Model, data: PreparedData, history: pd.DataFrame, best_cer: float,
                 best_epoch: int, extra_metadata: dict | None = None, test_dataset=None) -> TrainResult:
-    """Test evaluation, final metrics, history CSV and both models logged to the active run (the
-    prediction model with the character n-gram language model of the training labels).
+    """Test evaluation (greedy: ``test_cer``, ``test_wer``; with the character n-gram language
+    model of the training labels: ``test_cer_beam_lm``, ``test_wer_beam_lm``), final metrics,
+    history CSV and both models logged to the active run (the prediction model with that language
+    model).
 
     ``best_epoch`` is 1-based; the models are logged at its step (``best_epoch - 1``, as the epoch
     metrics are), and ``test_cer``/``test_wer`` are linked to both and to ``test_dataset`` (the test
     split's dataset input), so each logged model shows the metrics of the weights it holds.
     """
+    language = LanguageModel.from_texts(data.texts("train"), data.charset)
     test = evaluate(prediction_model(full), data, "test")
+    with_lm = evaluate(prediction_model(full), data, "test", "beam_lm", language)
     run_id = mlflow.active_run().info.run_id
     examples = data.frames["test"]["path"].head(2).tolist()
-    language = LanguageModel.from_texts(data.texts("train"), data.charset)
-    metrics = {"test_cer": test["cer"], "test_wer": test["wer"]}
+    metrics = {"test_cer": test["cer"], "test_wer": test["wer"], "test_cer_beam_lm": with_lm["cer"],
+               "test_wer_beam_lm": with_lm["wer"]}
     print(f"best val_cer {best_cer:.4f} (epoch {best_epoch}); test_cer {test['cer']:.4f}, "
-          f"test_wer {test['wer']:.4f}", flush=True)
+          f"test_wer {test['wer']:.4f}; with the language model (decoder=beam_lm) test_cer "
+          f"{with_lm['cer']:.4f}, test_wer {with_lm['wer']:.4f}", flush=True)
     try:
         runs.log_metrics({"best_val_cer": best_cer, "best_epoch": best_epoch})
         runs.log_frame(history, "history.csv")
