@@ -20,7 +20,7 @@ import mlflow
 import pandas as pd
 
 from hwr.data.charset import Charset
-from hwr.mlflow.pyfunc import DEFAULT_PARAMS, IMAGE_COLUMN
+from hwr.mlflow.pyfunc import DEFAULT_PARAMS, IMAGE_COLUMN, LANGUAGE_ARTIFACT
 from hwr.model.crnn import CTCLossLayer, InputWidth, input_geometry, prediction_model, true_width
 from hwr.model.language import LanguageModel
 
@@ -134,7 +134,7 @@ def log_models(full: keras.Model, charset: Charset, example_paths: list[str],
         artifacts = {"keras_model": str(keras_path), "charset": str(charset.save(Path(tmp) / "charset.json")),
                      "geometry": str(geometry_path)}
         if language is not None:
-            artifacts["language_model"] = str(language.save(Path(tmp) / "language_model.json"))
+            artifacts[LANGUAGE_ARTIFACT] = str(language.save(Path(tmp) / "language_model.json"))
         pred_info = mlflow.pyfunc.log_model(
             name=PREDICTION_MODEL_NAME, python_model=str(Path(code[0]) / MODEL_CODE),
             artifacts=artifacts,

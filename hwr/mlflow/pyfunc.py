@@ -35,6 +35,7 @@ from hwr.errors import InvalidImageError
 
 IMAGE_COLUMN = "image"
 OUTPUT_COLUMNS = ("text", "confidence", "error")
+LANGUAGE_ARTIFACT = "language_model"  # the pyfunc artifact holding the model's LanguageModel, if any
 DEFAULT_PARAMS = {"decoder": "greedy", "beam_width": 10}  # inference params of predict()
 WARM_UP_BATCHES = (1, 64)  # batch sizes run once in load_context, so no request pays the tracing
 
@@ -102,8 +103,9 @@ def check_params(params: dict | None, has_language: bool) -> tuple[str, int]:
     if decoder not in DECODERS:
         raise InvalidRequestError(f"decoder={decoder!r}: expected one of {DECODERS}")
     if decoder == "beam_lm" and not has_language:
-        raise InvalidRequestError("decoder='beam_lm': this model carries no language model (it was logged "
-                                  "before hwr logged one with each model); use greedy or beam")
+        from hwr.model.language import NO_LANGUAGE_MODEL
+
+        raise InvalidRequestError(f"decoder='beam_lm': this model {NO_LANGUAGE_MODEL}")
     try:
         beam_width = int(params["beam_width"])
     except (TypeError, ValueError):
@@ -132,7 +134,7 @@ class HwrPredictionModel(mlflow.pyfunc.PythonModel):
         from hwr.model.language import LanguageModel
 
         charset = Charset.load(context.artifacts["charset"])
-        language = context.artifacts.get("language_model")
+        language = context.artifacts.get(LANGUAGE_ARTIFACT)
         self.use(keras.saving.load_model(context.artifacts["keras_model"], compile=False), charset,
                  LanguageModel.load(language, charset) if language else None)
         self.warm_up()

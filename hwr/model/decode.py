@@ -12,7 +12,7 @@ import numpy as np
 
 from hwr.config.prediction import DECODERS
 from hwr.data.charset import BLANK, Charset
-from hwr.model.language import LanguageModel
+from hwr.model.language import NO_LANGUAGE_MODEL, LanguageModel
 
 
 def greedy_decode(probs: np.ndarray, charset: Charset) -> tuple[list[str], np.ndarray]:
@@ -76,7 +76,6 @@ def decode(probs: np.ndarray, charset: Charset, decoder: str = "greedy", beam_wi
         return beam_decode(probs, charset, beam_width)
     if decoder == "beam_lm":
         if language is None:
-            raise ValueError("decoder='beam_lm' needs a language model, and this model carries none "
-                             "(logged before hwr logged one with each model): use greedy or beam")
+            raise ValueError(f"decoder='beam_lm' needs a language model: this model {NO_LANGUAGE_MODEL}")
         return language.decode(probs, charset, beam_width)
     raise ValueError(f"decoder={decoder!r}: expected one of {DECODERS}")

@@ -26,6 +26,8 @@ ORDER = 6  # characters per n-gram (a context of 5)
 # The LM weight and per-character bonus of the served decoder, chosen on Hooker's val lines from the
 # grid alpha 0.3/0.6/1.0 x beta 0/1/2 (bench/decoding.py): test CER 0.442 greedy -> 0.395, WER 0.789 -> 0.665.
 ALPHA, BETA = 0.3, 1.0
+NO_LANGUAGE_MODEL = ("carries no language model (it was logged before hwr logged one with each model); "
+                     "use decoder=greedy or beam")
 
 
 class CharNgram:

@@ -29,6 +29,8 @@ from hwr.evaluation.scoring import per_sample, summary_metrics
 from hwr.mlflow import runs
 from hwr.mlflow.datasets import data_source, split_dataset
 from hwr.mlflow.packaging import KIND_KEY
+from hwr.mlflow.pyfunc import LANGUAGE_ARTIFACT
+from hwr.model.language import NO_LANGUAGE_MODEL
 
 @dataclass
 class LoadedModel:
@@ -95,9 +97,8 @@ def load_models(uris: list[str], decoder: str = "greedy") -> list[LoadedModel]:
             raise ConfigError(f"model={uri!r} is a full (training) model; use the prediction model,"
                               " e.g. models:/hwr-crnn@champion")
         artifacts = model.metadata.flavors.get("python_function", {}).get("artifacts") or {}
-        if decoder == "beam_lm" and "language_model" not in artifacts:
-            raise ConfigError(f"decoder=beam_lm: model={uri!r} carries no language model (it was logged before hwr "
-                              "logged one with each model); use decoder=greedy or beam, or train it again")
+        if decoder == "beam_lm" and LANGUAGE_ARTIFACT not in artifacts:
+            raise ConfigError(f"decoder=beam_lm: model={uri!r} {NO_LANGUAGE_MODEL}, or train it again")
         models.append(LoadedModel(uri, label, model))
     return models
 

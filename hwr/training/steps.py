@@ -109,8 +109,9 @@ def log_results(full: keras.Model, data: PreparedData, history: pd.DataFrame, be
     split's dataset input), so each logged model shows the metrics of the weights it holds.
     """
     language = LanguageModel.from_texts(data.texts("train"), data.charset)
-    test = evaluate(prediction_model(full), data, "test")
-    with_lm = evaluate(prediction_model(full), data, "test", "beam_lm", language)
+    recognizer = prediction_model(full)
+    test = evaluate(recognizer, data, "test")
+    with_lm = evaluate(recognizer, data, "test", "beam_lm", language)
     run_id = mlflow.active_run().info.run_id
     examples = data.frames["test"]["path"].head(2).tolist()
     metrics = {"test_cer": test["cer"], "test_wer": test["wer"], "test_cer_beam_lm": with_lm["cer"],
