@@ -76,3 +76,42 @@ def test_unrolled_prediction_model_gives_the_same_probabilities_and_free_width_s
     free = prediction_model(build_crnn(ModelConfig(shape="true", img_height=16, img_width=32, conv_filters=(4, 8),
                                                    dense_units=8, lstm1_units=4, lstm2_units=4), num_classes=5))
     assert unrolled(free) is free
+
+
+@pytest.mark.parametrize("sequence, last", [("bilstm2", "bilstm2"), ("bilstm1", "bilstm1"), ("conv", "seqbn2")])
+def test_each_sequence_choice_is_read_back_from_the_model_and_freezes_up_to_its_last_layer(sequence, last):
+    """finetune rebuilds a base model from its layers and, by default, freezes everything up to the
+    end of its sequence layers: both must follow the ``sequence`` the model was built with."""
+    import keras
+
+    from hwr.model import transfer
+
+    units = {"bilstm2": dict(lstm1_units=4, lstm2_units=6), "bilstm1": dict(lstm1_units=4), "conv": {}}[sequence]
+    cfg = ModelConfig(shape="fixed", img_height=16, img_width=32, conv_filters=(4, 8), dense_units=8,
+                      sequence=sequence, **units).validate()
+    full = build_crnn(cfg, num_classes=5)
+    assert transfer.model_config_of(full) == cfg
+    frozen = transfer.freeze_until(full)
+    assert frozen[-1] == last and full.get_layer("output").trainable
+    recurrent = [layer for layer in full.layers if isinstance(layer, keras.layers.Bidirectional)]
+    assert len(recurrent) == {"bilstm2": 2, "bilstm1": 1, "conv": 0}[sequence]
+
+
+def test_conv_sequence_layers_see_a_few_frames_and_are_not_unrolled():
+    """The conv sequence layers: each frame's output depends on the frames within the two kernels'
+    reach (2 x 2 on each side) and on nothing farther; there is no loop to unroll."""
+    import keras
+    import numpy as np
+
+    from hwr.model.crnn import unrolled
+
+    keras.utils.set_random_seed(0)
+    cfg = ModelConfig(img_height=16, img_width=64, conv_filters=(4,), dense_units=8, sequence="conv").validate()
+    model = prediction_model(build_crnn(cfg, num_classes=5))
+    assert unrolled(model) is model
+    head = keras.Model(model.get_layer("dropout1").output, model.get_layer("seqadd2").output)
+    frames = np.random.default_rng(0).random((1, cfg.time_steps, 8), np.float32)
+    moved = frames.copy()
+    moved[0, 10] += 1.0
+    changed = np.abs(head(moved, training=False) - head(frames, training=False)).max(-1)[0] > 1e-6
+    assert np.flatnonzero(changed).tolist() == list(range(6, 15))

@@ -42,3 +42,28 @@ def test_dataset_batches_images_as_float_and_labels_as_ids():
     batch = next(iter(make_dataset(images, labels, 2, shuffle=False, augment_images=False, seed=0)))
     assert batch["image"].shape == (2, 8, 16, 1) and float(batch["image"].numpy().max()) == 1.0
     assert batch["label"].numpy().tolist() == [[1, 0], [1, 2]]
+
+
+@pytest.mark.parametrize("bucketed", [False, True])
+def test_training_runs_one_iterator_whose_every_epoch_is_one_full_reshuffled_pass(bucketed):
+    """fit repeats the training set with steps_per_epoch = its batches per pass (one long-lived
+    iterator instead of one per epoch): each run of ``steps`` batches must hold every image once,
+    in a new order, also when width buckets leave partial batches."""
+    from hwr.training.fit import epoch_source
+
+    n, widths = 37, np.array([8] * 20 + [16] * 11 + [32] * 6, np.int32)
+    images = np.zeros((n, 4, 32), np.uint8)
+    images[np.arange(n), 0, 0] = np.arange(n)  # each image carries its index in one pixel
+    labels = pad_labels(["a"] * n, Charset(("a",)))
+    ds = make_dataset(images, labels, 5, shuffle=True, augment_images=False, seed=0,
+                      widths=widths if bucketed else None)
+    data, steps = epoch_source(ds)
+    assert steps == sum(1 for _ in ds) == (4 + 3 + 2 if bucketed else 8)  # buckets of 20, 11 and 6 images
+    batches = iter(data)
+    orders = []
+    for _ in range(2):
+        seen = np.concatenate([np.round(next(batches)["image"].numpy()[:, 0, 0, 0] * 255) for _ in range(steps)])
+        assert sorted(seen.astype(int).tolist()) == list(range(n))
+        orders.append(seen.tolist())
+    assert orders[0] != orders[1]
+    assert epoch_source(ds.repeat())[1] is None  # an endless data set is left as it is

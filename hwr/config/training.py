@@ -21,6 +21,7 @@ SPLIT_GROUPS = ("page", "document")
 LINE_FILLS = ("background", "white")
 SPLITS = ("train", "val", "test")
 SHAPES = ("auto", "fixed", "true")
+SEQUENCES = ("bilstm2", "bilstm1", "conv")  # the sequence layers between the dense layer and the softmax
 WIDTH_POOLED_BLOCKS = 2  # the first two conv blocks halve the width (and height); later ones only the height
 
 
@@ -125,8 +126,14 @@ class ModelConfig(Config):
     dense_units: int = param(128, "units of the dense layer between the convolutions and the LSTMs",
                              rule=POSITIVE)
     dropout: float = param(0.25, "dropout rate after the dense layer and between the LSTMs", rule=FRACTION)
-    lstm1_units: int = param(64, "units per direction of the first bidirectional LSTM", rule=POSITIVE)
-    lstm2_units: int = param(64, "units per direction of the second bidirectional LSTM", rule=POSITIVE)
+    sequence: str = param("bilstm2", "the sequence layers between the dense layer and the softmax: `bilstm2`: two "
+                                 "bidirectional LSTMs (lstm1_units, lstm2_units); `bilstm1`: the first only; "
+                                 "`conv`: two residual 1-D convolutions over the frames (kernel 5, dense_units "
+                                 "channels), no recurrence", choices=SEQUENCES)
+    lstm1_units: int = param(64, "units per direction of the first bidirectional LSTM (sequence bilstm2 or bilstm1)",
+                             rule=POSITIVE)
+    lstm2_units: int = param(64, "units per direction of the second bidirectional LSTM (sequence bilstm2)",
+                             rule=POSITIVE)
 
     def check(self) -> None:
         stride = width_stride(len(self.conv_filters))
@@ -215,9 +222,10 @@ class FinetuneConfig(Config):
     patience: int = param(5, "per phase: stop after this many epochs without a better val_cer (0 = never)",
                           rule=COUNT)
     freeze_until: str = param("auto", "phase 1 freezes this layer and every layer before it; auto = the last "
-                                      "recurrent layer (bilstm2), so only the output layer trains. Layer "
-                                      "names: conv1, bn1, ..., dense1, bilstm1, bilstm2, output; an unknown "
-                                      "name gives an error listing them", rule=NOT_BLANK)
+                                      "layer with weights before the output layer (bilstm2 with the default "
+                                      "sequence layers), so only the output layer trains. Layer names: conv1, "
+                                      "bn1, ..., dense1, bilstm1, bilstm2, output; an unknown name gives an "
+                                      "error listing them", rule=NOT_BLANK)
     batch_size: int = same_as(TrainConfig, "batch_size")
     seed: int = same_as(TrainConfig, "seed")
     augment: bool = same_as(TrainConfig, "augment")

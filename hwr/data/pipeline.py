@@ -97,7 +97,18 @@ def make_dataset(images: np.ndarray, labels: np.ndarray, batch_size: int, *, shu
     ds = ds.bucket_by_sequence_length(
         lambda example: example["width"], boundaries, [batch_size] * (len(boundaries) + 1),
         padding_values={"image": 1.0, "label": 0, "width": 0})
+    ds = ds.apply(tf.data.experimental.assert_cardinality(bucketed_batches(widths, boundaries, batch_size)))
     return ds.map(lambda batch: {"image": batch["image"], "label": batch["label"]}).prefetch(tf.data.AUTOTUNE)
+
+
+def bucketed_batches(widths: np.ndarray, boundaries: list[int], batch_size: int) -> int:
+    """Batches in one pass of a width-bucketed data set: each bucket (``boundaries[i-1] <= width <
+    boundaries[i]``, as ``tf.data``'s ``bucket_by_sequence_length`` cuts them) yields full batches
+    and one last partial batch. Known in advance, so that training can run over one long-lived
+    iterator (:func:`hwr.training.fit.fit`)."""
+    counts = np.bincount(np.searchsorted(boundaries, np.asarray(widths), side="right"),
+                         minlength=len(boundaries) + 1)
+    return int(sum(-(-int(c) // batch_size) for c in counts))
 
 
 def as_model_input(images: np.ndarray) -> np.ndarray:

@@ -1,6 +1,7 @@
-"""The CRNN (convolutions -> dense -> 2 bidirectional LSTMs -> softmax) and its CTC loss layer.
+"""The CRNN (convolutions -> dense -> sequence layers, by default 2 bidirectional LSTMs -> softmax)
+and its CTC loss layer.
 
-The softmax sees the second LSTM's output concatenated with the dense features (a shortcut
+The softmax sees the sequence layers' output concatenated with the dense features (a shortcut
 around the LSTMs) so that training leaves CTC's initial all-blank plateau sooner.
 
 Architecture after Shi, Bai & Yao, "An End-to-End Trainable Neural Network for Image-based
@@ -21,7 +22,7 @@ from hwr.config.training import WIDTH_POOLED_BLOCKS
 OUTPUT_LAYER = "output"
 IMAGE_INPUT = "image"
 LABEL_INPUT = "label"
-RECURRENT_LAYERS = ("bilstm1", "bilstm2")
+SEQUENCE_CONVS, SEQUENCE_KERNEL = 2, 5  # sequence=conv: residual 1-D convolution blocks, frames per kernel
 INPUT_WIDTH = "input_width"
 
 
@@ -95,16 +96,40 @@ def build_crnn(cfg: ModelConfig, num_classes: int) -> keras.Model:
     x = layers.Reshape((-1 if w is None else w, h * c), name="flatten_columns")(x)
     x = layers.Dense(cfg.dense_units, activation=cfg.activation, name="dense1")(x)
     x = features = layers.Dropout(cfg.dropout, name="dropout1")(x)
-    x = layers.Bidirectional(layers.LSTM(cfg.lstm1_units, return_sequences=True), name="bilstm1")(x)
-    x = layers.Dropout(cfg.dropout, name="dropout2")(x)
-    x = layers.Bidirectional(layers.LSTM(cfg.lstm2_units, return_sequences=True), name="bilstm2")(x)
+    x = sequence_layers(x, cfg)
     # Shortcut from the per-column features to the softmax: gradients reach the convolutions
-    # without crossing the LSTMs, which halves the steps CTC needs to leave its all-blank plateau
-    # (64 DHSD words memorised in ~50 instead of ~100 epochs, see README "The model").
+    # without crossing the sequence layers, which halves the steps CTC needs to leave its all-blank
+    # plateau (64 DHSD words memorised in ~50 instead of ~100 epochs, see README "The model").
     x = layers.Concatenate(name="skip")([x, features])
     probs = layers.Dense(num_classes, activation="softmax", name=OUTPUT_LAYER)(x)
     probs = CTCLossLayer(name="ctc_loss")(label, probs)
     return keras.Model({IMAGE_INPUT: image, LABEL_INPUT: label}, probs, name="crnn_ctc")
+
+
+def sequence_layers(x, cfg: ModelConfig):
+    """The layers that give each frame its context, ``(batch, frames, dense_units)`` in and
+    ``(batch, frames, channels)`` out, as ``cfg.sequence`` names them: ``bilstm2`` (layers ``bilstm1``,
+    ``dropout2``, ``bilstm2``), ``bilstm1`` (``bilstm1``), or ``conv``: :data:`SEQUENCE_CONVS` residual
+    blocks of a 1-D convolution over the frames (kernel :data:`SEQUENCE_KERNEL`, ``dense_units``
+    channels), batch norm, activation and dropout (layers ``seqconv1``, ``seqbn1``, ...). A
+    recurrent layer runs as a loop over the frames, which on a CPU costs more than its arithmetic;
+    the convolutions see :data:`SEQUENCE_KERNEL` frames each (about 2 characters of a word on each
+    side after two blocks) instead of the whole line, and train about twice as fast here
+    (docs/performance.md)."""
+    if cfg.sequence == "conv":
+        for i in range(1, SEQUENCE_CONVS + 1):
+            y = layers.Conv1D(cfg.dense_units, SEQUENCE_KERNEL, padding="same", use_bias=False,
+                              name=f"seqconv{i}")(x)
+            y = layers.BatchNormalization(momentum=0.9, name=f"seqbn{i}")(y)
+            y = layers.Activation(cfg.activation, name=f"seqact{i}")(y)
+            y = layers.Dropout(cfg.dropout, name=f"seqdropout{i}")(y)
+            x = layers.Add(name=f"seqadd{i}")([x, y])
+        return x
+    x = layers.Bidirectional(layers.LSTM(cfg.lstm1_units, return_sequences=True), name="bilstm1")(x)
+    if cfg.sequence == "bilstm1":
+        return x
+    x = layers.Dropout(cfg.dropout, name="dropout2")(x)
+    return layers.Bidirectional(layers.LSTM(cfg.lstm2_units, return_sequences=True), name="bilstm2")(x)
 
 
 def compile_model(model: keras.Model, lr: float) -> keras.Model:

@@ -11,7 +11,7 @@ import numpy as np
 
 from hwr.config import ModelConfig
 from hwr.errors import ConfigError
-from hwr.model.crnn import OUTPUT_LAYER, RECURRENT_LAYERS, build_crnn, input_geometry, true_width
+from hwr.model.crnn import OUTPUT_LAYER, build_crnn, input_geometry, true_width
 
 AUTO = "auto"
 
@@ -26,6 +26,8 @@ def model_config_of(full: keras.Model) -> ModelConfig:
         height, width = input_geometry(full)
         convs = [layer for layer in full.layers if layer.name.startswith("conv")]
         act = full.get_layer("act1").get_config()["activation"]
+        names = {layer.name for layer in full.layers}
+        sequence = "bilstm2" if "bilstm2" in names else "bilstm1" if "bilstm1" in names else "conv"
         return ModelConfig(
             shape="true" if true_width(full) else "fixed", img_height=height, img_width=width,
             conv_filters=tuple(int(c.filters) for c in convs),
@@ -33,8 +35,9 @@ def model_config_of(full: keras.Model) -> ModelConfig:
             activation=act if isinstance(act, str) else str(act.get("config", {}).get("name", act)),
             dense_units=int(full.get_layer("dense1").units),
             dropout=float(full.get_layer("dropout1").rate),
-            lstm1_units=int(full.get_layer("bilstm1").forward_layer.units),
-            lstm2_units=int(full.get_layer("bilstm2").forward_layer.units),
+            sequence=sequence,
+            **{f"lstm{i}_units": int(full.get_layer(f"bilstm{i}").forward_layer.units) for i in (1, 2)
+               if f"bilstm{i}" in names},
         )
     except (ValueError, IndexError, AttributeError) as exc:
         raise ConfigError(f"the base model is not a CRNN of this project ({exc})") from exc
@@ -83,7 +86,8 @@ def trainable_layer_names(model: keras.Model) -> list[str]:
 
 
 def freeze_until(model: keras.Model, name: str = AUTO) -> list[str]:
-    """Freeze layer ``name`` and every layer before it (``auto``: the last recurrent layer).
+    """Freeze layer ``name`` and every layer before it (``auto``: the last layer with weights before
+    the output layer, i.e. the last of the sequence layers: ``bilstm2`` in the default model).
 
     Frozen batch-normalisation layers also stop updating their moving statistics (Keras 3).
     The model must be compiled again afterwards. Returns the names of the frozen layers with weights.
@@ -92,8 +96,8 @@ def freeze_until(model: keras.Model, name: str = AUTO) -> list[str]:
         ConfigError: unknown layer name (the message lists the valid ones), or nothing left to train.
     """
     names = [layer.name for layer in model.layers]
-    target = [n for n in names if n in RECURRENT_LAYERS][-1] if name == AUTO else name
     valid = trainable_layer_names(model)
+    target = valid[valid.index(OUTPUT_LAYER) - 1] if name == AUTO else name
     if target not in valid:
         raise ConfigError(f"freeze_until={name!r}: no such layer with weights; expected auto or one of "
                           f"{', '.join(valid)}")

@@ -35,6 +35,20 @@ def epoch_report(best: BestWeights, on_epoch: EpochHook | None, step_offset: int
     return keras.callbacks.LambdaCallback(on_epoch_end=report)
 
 
+def epoch_source(train_ds: tf.data.Dataset) -> tuple[tf.data.Dataset, int | None]:
+    """``model.fit``'s data and ``steps_per_epoch`` for ``train_ds``: when its batches per pass are
+    known, the data set repeated and those batches, so one iterator (its shuffle buffer,
+    its parallel map and prefetch) lives through every epoch; otherwise ``train_ds`` as it is and ``None``.
+
+    Epochs and their batches stay as before (each pass is reshuffled), but Keras no longer builds a
+    new iterator per epoch: here that made epochs alternate between about 12 and 22 s for the same
+    work, where one iterator held 11-14 s (docs/performance.md)."""
+    steps = int(train_ds.cardinality())
+    if steps <= 0:  # unknown (-2) or infinite (-1)
+        return train_ds, None
+    return train_ds.repeat(), steps
+
+
 def fit(model: keras.Model, train_ds: tf.data.Dataset, val_ds: tf.data.Dataset | None, val_images: np.ndarray,
         val_texts, charset: Charset, epochs: int, patience: int, on_epoch: EpochHook | None = None,
         step_offset: int = 0, extra_logs: dict | None = None,
@@ -76,8 +90,9 @@ def fit(model: keras.Model, train_ds: tf.data.Dataset, val_ds: tf.data.Dataset |
     initial = checkpoint.resume.epoch - step_offset if checkpoint and checkpoint.resume else 0
     if checkpoint and checkpoint.resume and checkpoint.resume.stopped:
         epochs = initial  # early stopping had ended this fit: only restore the best weights
-    history = model.fit(train_ds, validation_data=val_ds, epochs=epochs, initial_epoch=initial, callbacks=policy,
-                        verbose=verbose)
+    data, steps = epoch_source(train_ds)
+    history = model.fit(data, steps_per_epoch=steps, validation_data=val_ds, epochs=epochs, initial_epoch=initial,
+                        callbacks=policy, verbose=verbose)
     stop = policy[1]
     if stop.nan_at is not None:
         epoch, batch, lr = stop.nan_at
