@@ -48,3 +48,56 @@ def test_the_dataset_digest_changes_with_any_label_or_image_byte(tmp_path):
     relabelled = digest()
     (tmp_path / "a.png").write_bytes(b"onE")
     assert len({first, relabelled, digest()}) == 3
+
+
+def test_a_dataset_input_that_loses_the_insert_race_to_a_parallel_trial_is_logged(tracking_uri, tmp_path,
+                                                                                   monkeypatch):
+    """Two trials of one experiment log the same new split at once: the rival inserts the dataset
+    between this run's look-up and its insert (as in a Spark ``tune``), which breaks the store's
+    unique key; the input must still be logged, and other errors must not be retried."""
+    import uuid
+
+    import pandas as pd
+    import pytest
+    from mlflow import MlflowClient
+    from mlflow.entities import DatasetInput
+    from mlflow.exceptions import MlflowException
+    from mlflow.store.tracking import sqlalchemy_store
+
+    from hwr.mlflow.datasets import log_dataset, split_dataset
+
+    (tmp_path / "a.png").write_bytes(b"one")
+    frame = pd.DataFrame({"image": ["a.png"], "text": ["Bonn"], "path": [str(tmp_path / "a.png")]})
+    dataset = split_dataset(frame, str(tmp_path), "dhsd-val")
+    client = MlflowClient()
+    rival = client.create_run("0").info.run_id
+
+    class RivalInsertsFirst:  # the store draws a new dataset's uuid after its look-up came back empty
+        armed, fired = False, False
+
+        @classmethod
+        def uuid4(cls):
+            if cls.armed and not cls.fired:
+                cls.fired = True
+                client.log_inputs(rival, [DatasetInput(dataset._to_mlflow_entity(), [])])
+            return uuid.uuid4()
+
+    monkeypatch.setattr(sqlalchemy_store, "uuid", RivalInsertsFirst)
+    with mlflow.start_run() as run:
+        RivalInsertsFirst.armed = True
+        log_dataset(dataset, "val")
+    assert RivalInsertsFirst.fired
+    for run_id in (run.info.run_id, rival):
+        [logged] = client.get_run(run_id).inputs.dataset_inputs
+        assert (logged.dataset.name, logged.dataset.digest) == ("dhsd-val", dataset.digest)
+
+    calls = []
+
+    def refuses(*args, **kwargs):
+        calls.append(args)
+        raise MlflowException("RESOURCE_DOES_NOT_EXIST: run not found")
+
+    monkeypatch.setattr(mlflow, "log_input", refuses)
+    with pytest.raises(MlflowException, match="run not found"):
+        log_dataset(dataset, "val")
+    assert len(calls) == 1

@@ -5,16 +5,22 @@ same digest only when every label and every image file is the same."""
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 
 import mlflow
 import pandas as pd
 from mlflow.data.pandas_dataset import PandasDataset
+from mlflow.exceptions import MlflowException
 
 from hwr.config import DataConfig
 from hwr.data.remote import is_remote
 
 DIGEST_CHARS = 16
+INSERT_RACE_RETRIES = 3
+# What SQLite, PostgreSQL and MySQL say (through MLflow, directly or over REST) when an insert
+# breaks a unique key.
+_UNIQUE_VIOLATION = re.compile(r"unique constraint|duplicate key|duplicate entry", re.IGNORECASE)
 
 
 def content_digest(images: pd.Series, texts: pd.Series, paths: pd.Series) -> str:
@@ -56,5 +62,27 @@ def log_splits(frames: dict[str, pd.DataFrame], source: str, name: str) -> dict[
     run; returns them by split, for metrics logged with ``dataset=``."""
     datasets = {split: split_dataset(frame, source, f"{name}-{split}") for split, frame in frames.items()}
     for split, dataset in datasets.items():
-        mlflow.log_input(dataset, context=split)
+        log_dataset(dataset, split)
     return datasets
+
+
+def log_dataset(dataset: PandasDataset, context: str) -> None:
+    """Log ``dataset`` as an input of the active run, tagged with ``context`` (the split).
+
+    MLflow's SQL store looks a dataset up by (experiment, name, digest) and inserts it when
+    missing, in two steps: two runs of one experiment logging the same new dataset at once (the
+    parallel trials of a Spark ``tune``) can both miss it, and the later insert then breaks the
+    table's unique key. By then the dataset is stored, so that one error is retried, up to
+    ``INSERT_RACE_RETRIES`` times; any other error is raised at once.
+
+    Raises:
+        MlflowException: what the tracking store raised, when not a lost insert race or when the
+            retries ran out.
+    """
+    for attempt in range(INSERT_RACE_RETRIES + 1):
+        try:
+            mlflow.log_input(dataset, context=context)
+            return
+        except MlflowException as error:
+            if attempt == INSERT_RACE_RETRIES or not _UNIQUE_VIOLATION.search(str(error)):
+                raise

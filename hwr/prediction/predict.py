@@ -27,7 +27,7 @@ from hwr.errors import ConfigError, TooManyUnreadable
 from hwr.evaluation.lexicon import Lexicon
 from hwr.evaluation.scoring import per_sample, summary_metrics
 from hwr.mlflow import runs
-from hwr.mlflow.datasets import data_source, split_dataset
+from hwr.mlflow.datasets import data_source, log_dataset, split_dataset
 from hwr.mlflow.packaging import KIND_KEY
 from hwr.mlflow.pyfunc import LANGUAGE_ARTIFACT
 from hwr.model.language import NO_LANGUAGE_MODEL
@@ -276,7 +276,7 @@ def log_children(models, frames, summary, output: Path, result: PredictResult, p
         csv_path = output.with_name(f"{output.stem}_{m.label}.csv")
         with mlflow.start_run(run_name=m.label, nested=True) as child, tempfile.TemporaryDirectory() as tmp:
             mlflow.log_params({"model": m.uri})
-            mlflow.log_input(dataset, context=dataset.name.rsplit("-", 1)[-1])
+            log_dataset(dataset, dataset.name.rsplit("-", 1)[-1])
             mlflow.set_tag(runs.VERB, "predict")
             if pages is not None:
                 result.metrics[m.label] |= log_pages(frames[m.label], pages,
@@ -296,7 +296,7 @@ def predict_dataset(table: pd.DataFrame, cfg: PredictConfig):
     frame = table.assign(truth=table["truth"] if labelled else "")
     name = f"{runs.data_name(cfg.data)}-{cfg.split}"
     dataset = split_dataset(frame, data_source(data), name, "truth")
-    mlflow.log_input(dataset, context=cfg.split)
+    log_dataset(dataset, cfg.split)
     return dataset
 
 

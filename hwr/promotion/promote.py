@@ -21,7 +21,7 @@ from hwr.errors import ConfigError
 from hwr.evaluation import metrics
 from hwr.evaluation.scoring import paired_cer_difference
 from hwr.mlflow import runs
-from hwr.mlflow.datasets import data_source, split_dataset
+from hwr.mlflow.datasets import data_source, log_dataset, split_dataset
 from hwr.mlflow.pyfunc import DEFAULT_PARAMS
 from hwr.prediction.predict import load_models, transcribe_table, unreadable_failure
 
@@ -116,7 +116,7 @@ def score_both(cfg: PromoteConfig, challenger: Candidate, champion: Candidate) -
     difference, low, high = paired_cer_difference(truths, new, old, cfg.confidence, cfg.resamples, cfg.seed)
     dataset = split_dataset(table, data_source(cfg.data),
                             f"{runs.data_name(cfg.data.data)}-{cfg.split}", "truth")
-    mlflow.log_input(dataset, context=cfg.split)
+    log_dataset(dataset, cfg.split)
     scores = {"challenger_cer": metrics.cer(truths, new), "champion_cer": metrics.cer(truths, old),
               "challenger_wer": metrics.wer(truths, new), "champion_wer": metrics.wer(truths, old),
               "cer_difference": difference, "cer_difference_ci_low": low, "cer_difference_ci_high": high,
