@@ -91,8 +91,9 @@ def fit(model: keras.Model, train_ds: tf.data.Dataset, val_ds: tf.data.Dataset |
     if checkpoint and checkpoint.resume and checkpoint.resume.stopped:
         epochs = initial  # early stopping had ended this fit: only restore the best weights
     data, steps = epoch_source(train_ds)
+    # shuffle=False: the pipeline reshuffles each pass itself; Keras' default True only warns.
     history = model.fit(data, steps_per_epoch=steps, validation_data=val_ds, epochs=epochs, initial_epoch=initial,
-                        callbacks=policy, verbose=verbose)
+                        callbacks=policy, verbose=verbose, shuffle=False)
     stop = policy[1]
     if stop.nan_at is not None:
         epoch, batch, lr = stop.nan_at
