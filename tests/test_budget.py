@@ -51,14 +51,15 @@ def test_train_with_a_time_budget_stops_at_it_with_its_best_weights(tmp_path, tr
     from hwr.training.train import run_train
 
     labels = write_subset(DHSD, tmp_path / "subset.csv", {"train": 64, "val": 16, "test": 16})
-    result = run_train(tiny_config(labels, epochs=500, max_minutes=0.25, register=False))
+    result = run_train(tiny_config(labels, epochs=500, max_minutes=0.5, register=False))
     client = MlflowClient(tracking_uri)
     run = client.get_run(result.run_id)
     epochs = len(client.get_metric_history(result.run_id, "val_cer"))
     assert run.info.status == "FINISHED" and 1 < epochs < 500
-    assert run.data.params["max_minutes"] == "0.25"
+    assert run.data.params["max_minutes"] == "0.5"
     rates = [m.value for m in sorted(client.get_metric_history(result.run_id, "learning_rate"), key=lambda m: m.step)]
     # Decaying to the deadline: the last rate is the lowest, below the peak. On a loaded host the
-    # first epoch (tracing included) can take most of the 15 s, so only two epochs may be logged.
+    # first epoch (tracing included) took over 15 s (three pytest workers on 2 cores), so the budget
+    # is 30 s and only two epochs may be logged.
     assert rates[-1] == min(rates) and rates[-1] < max(rates) < 0.001
-    assert run.data.metrics["train_time_s"] < 15 + 30  # the budget, plus loading, the cut epoch and the test
+    assert run.data.metrics["train_time_s"] < 30 + 30  # the budget, plus loading, the cut epoch and the test
