@@ -115,3 +115,52 @@ def test_conv_sequence_layers_see_a_few_frames_and_are_not_unrolled():
     moved[0, 10] += 1.0
     changed = np.abs(head(moved, training=False) - head(frames, training=False)).max(-1)[0] > 1e-6
     assert np.flatnonzero(changed).tolist() == list(range(6, 15))
+
+
+def test_the_ctc_shortcut_adds_its_weighted_loss_in_training_and_is_gone_from_prediction():
+    """``aux_ctc``: the full model's loss is the main head's CTC plus ``aux_ctc`` times the CTC of
+    the shortcut's softmax (both hand-computed here with Keras' dense CTC); the prediction model,
+    and so every transcription, holds no shortcut layer; finetune reads the weight back, keeps the
+    shortcut's class weights when it widens the charset, and still freezes up to the LSTMs."""
+    import keras
+    import numpy as np
+    from keras import ops
+
+    from hwr.model import transfer
+    from hwr.model.crnn import AUX_OUTPUT_LAYER
+
+    keras.utils.set_random_seed(0)
+    cfg = ModelConfig(shape="fixed", img_height=16, img_width=32, conv_filters=(4, 8), dense_units=8, lstm1_units=4,
+                      lstm2_units=4, aux_ctc=0.25).validate()
+    full = build_crnn(cfg, num_classes=5)
+    images = np.random.default_rng(0).random((2, 16, 32, 1), np.float32)
+    labels = np.array([[1, 2, 3], [4, 0, 0]], np.int32)
+    full({"image": images, "label": labels}, training=False)
+    taps = keras.Model(full.inputs, [full.get_layer("output").output, full.get_layer(AUX_OUTPUT_LAYER).output])
+    main, aux = (np.asarray(t) for t in taps({"image": images, "label": labels}, training=False))
+
+    def dense_ctc(probs):
+        frames = np.full(2, probs.shape[1], "int32")
+        return float(np.mean(ops.ctc_loss(labels, ops.log(probs + 1e-7), (labels != 0).sum(-1), frames, mask_index=0)))
+
+    assert float(sum(full.losses)) == pytest.approx(dense_ctc(main) + 0.25 * dense_ctc(aux), rel=1e-4)
+    assert AUX_OUTPUT_LAYER not in {layer.name for layer in prediction_model(full).layers}
+    assert transfer.model_config_of(full) == cfg
+    wide = transfer.rebuild_with_classes(full, 7)
+    old, new = (m.get_layer(AUX_OUTPUT_LAYER).get_weights()[0] for m in (full, wide))
+    np.testing.assert_array_equal(new[..., :5], old)
+    assert transfer.freeze_until(full)[-1] == "bilstm2"
+
+
+@pytest.mark.parametrize("weight_decay, clipnorm, optimizer", [(0.0, 0.0, "Adam"), (0.01, 0.0, "AdamW"),
+                                                               (0.0, 5.0, "Adam"), (0.01, 5.0, "AdamW")])
+def test_weight_decay_picks_adamw_and_clipnorm_bounds_the_global_gradient_norm(weight_decay, clipnorm, optimizer):
+    """``weight_decay`` > 0 trains with AdamW at that decay, ``clipnorm`` > 0 clips the step's gradients
+    to that global norm; 0 leaves Adam as it was."""
+    from hwr.model.crnn import compile_model
+
+    cfg = ModelConfig(img_height=16, img_width=32, conv_filters=(4,), dense_units=8, lstm1_units=4, lstm2_units=4)
+    model = compile_model(build_crnn(cfg, num_classes=5), 1e-3, weight_decay, clipnorm)
+    assert type(model.optimizer).__name__ == optimizer
+    assert (model.optimizer.weight_decay or 0.0) == pytest.approx(weight_decay)
+    assert model.optimizer.global_clipnorm == (clipnorm or None)

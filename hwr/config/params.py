@@ -34,6 +34,7 @@ UNIT_INTERVAL = Rule(lambda v: 0.0 <= v <= 1.0, "a value in [0, 1]")
 LEARNING_RATE = Rule(lambda v: 0.0 < v < 1.0, "a learning rate in (0, 1)")
 NOT_BLANK = Rule(lambda v: bool(str(v).strip()), "a non-empty value")
 MINUTES = Rule(lambda v: v >= 0, "0 (no limit) or a number of minutes")
+NON_NEGATIVE = Rule(lambda v: v >= 0, "0 or a positive number")
 
 
 def one_of(choices: tuple) -> Rule:

@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hwr.config.params import (COUNT, FRACTION, LEARNING_RATE, MINUTES, NOT_BLANK, POSITIVE, Config, int_list_text,
-                               param, parse_bool, parse_int_list, same_as)
+from hwr.config.params import (COUNT, FRACTION, LEARNING_RATE, MINUTES, NON_NEGATIVE, NOT_BLANK, POSITIVE, Config,
+                               int_list_text, param, parse_bool, parse_int_list, same_as)
 from hwr.errors import ConfigError
 
 ACTIVATIONS = ("relu", "elu", "gelu", "swish", "tanh", "leaky_relu")
@@ -134,6 +134,10 @@ class ModelConfig(Config):
                              rule=POSITIVE)
     lstm2_units: int = param(64, "units per direction of the second bidirectional LSTM (sequence bilstm2)",
                              rule=POSITIVE)
+    aux_ctc: float = param(0.0, "weight of an auxiliary CTC loss on a second softmax read off the dense layer's "
+                                "features by a 1-D convolution (kernel 3), during training only (the CTC shortcut "
+                                "of Retsinas et al. 2022, who weight it 0.1); 0 = none (0.1 gained nothing in 10 DHSD minutes, "
+                                "docs/performance.md)", rule=FRACTION)
 
     def check(self) -> None:
         stride = width_stride(len(self.conv_filters))
@@ -173,6 +177,10 @@ class TrainConfig(Config):
     lr: float = param(1e-3, "peak Adam learning rate: with a time budget (max_minutes) it warms up to it, then "
                             "follows a cosine down to lr/20; without one it halves after every 3 epochs "
                             "without a better val_cer, down to lr/16", rule=LEARNING_RATE)
+    weight_decay: float = param(0.0, "decoupled weight decay of AdamW (0 = plain Adam; 0.01 with clipnorm=5 gained "
+                                        "nothing in 10 DHSD minutes, docs/performance.md)", rule=FRACTION)
+    clipnorm: float = param(0.0, "scale each step's gradients down to at most this global L2 norm (0 = no "
+                                 "clipping)", rule=NON_NEGATIVE)
     batch_size: int = param(32, "images per training step", rule=POSITIVE)
     epochs: int = param(200, "maximum epochs (with the default time budget a cap that DHSD words do not "
                              "reach on a 2-core CPU: about 95 epochs in 25 minutes)", rule=POSITIVE)

@@ -21,7 +21,7 @@ import pandas as pd
 
 from hwr.data.charset import Charset
 from hwr.mlflow.pyfunc import DEFAULT_PARAMS, IMAGE_COLUMN, LANGUAGE_ARTIFACT
-from hwr.model.crnn import CTCLossLayer, InputWidth, input_geometry, prediction_model, true_width
+from hwr.model.crnn import AuxiliaryCTC, CTCLossLayer, InputWidth, input_geometry, prediction_model, true_width
 from hwr.model.language import LanguageModel
 
 PACKAGE = Path(__file__).resolve().parents[1]
@@ -122,7 +122,7 @@ def log_models(full: keras.Model, charset: Charset, example_paths: list[str],
     metadata = {"charset": list(charset.chars), **geometry, **(extra_metadata or {})}
     requirements, code = model_requirements(), [package_dir()]
     full_info = mlflow.tensorflow.log_model(
-        full, name=FULL_MODEL_NAME, custom_objects={"CTCLossLayer": CTCLossLayer, "InputWidth": InputWidth},
+        full, name=FULL_MODEL_NAME, custom_objects={"CTCLossLayer": CTCLossLayer, "AuxiliaryCTC": AuxiliaryCTC, "InputWidth": InputWidth},
         code_paths=code, pip_requirements=requirements, metadata={**metadata, KIND_KEY: "full"}, step=step,
     )
     example = encode_example(example_paths)

@@ -20,6 +20,7 @@ from hwr.config import ModelConfig
 from hwr.config.training import WIDTH_POOLED_BLOCKS
 
 OUTPUT_LAYER = "output"
+AUX_OUTPUT_LAYER, AUX_LOSS_LAYER = "aux_output", "aux_ctc_loss"  # the CTC shortcut (aux_ctc > 0), training only
 IMAGE_INPUT = "image"
 LABEL_INPUT = "label"
 SEQUENCE_CONVS, SEQUENCE_KERNEL = 2, 5  # sequence=conv: residual 1-D convolution blocks, frames per kernel
@@ -41,21 +42,48 @@ class CTCLossLayer(layers.Layer):
     """
 
     def call(self, labels, probs):
-        import tensorflow as tf
-
-        labels = tf.cast(labels, tf.int32)
-        batch, frames = tf.shape(probs)[0], tf.shape(probs)[1]
-        log_probs = ops.log(probs + 1e-7)
-        # the sparse kernel refuses an empty label (a val label whose characters the charset lacks):
-        # it gets a stand-in label here, and its true loss, every frame blank, below
-        empty = tf.equal(tf.reduce_sum(labels, axis=-1), 0)
-        stand_in = tf.one_hot(tf.zeros([batch], tf.int32), tf.shape(labels)[1], dtype=tf.int32)
-        sparse = tf.sparse.from_dense(tf.where(empty[:, None], stand_in, labels))
-        loss = tf.nn.ctc_loss(sparse, log_probs, None, tf.fill([batch], frames), logits_time_major=False,
-                              blank_index=0)
-        all_blank = -tf.reduce_sum(tf.nn.log_softmax(log_probs)[:, :, 0], axis=-1)
-        self.add_loss(ops.mean(tf.where(empty, all_blank, loss)))
+        self.add_loss(ctc_loss(labels, probs))
         return probs
+
+
+@keras.saving.register_keras_serializable(package="hwr")
+class AuxiliaryCTC(layers.Layer):
+    """Adds ``weight`` times the CTC loss of ``(labels, aux_probs)`` to the model and passes
+    ``probs`` through: the CTC shortcut of Retsinas et al., "Best practices for a handwritten text
+    recognition system" (DAS 2022), a second softmax read straight off the convolutional features
+    (a 1-D convolution over the frames, kernel 3) and trained beside the main head, so that the
+    convolutions get a short gradient path from the start; prediction never uses it. They weight it
+    0.1. Shapes as :class:`CTCLossLayer`'s; ``aux_probs`` has the same frames as ``probs``."""
+
+    def __init__(self, weight: float, **kwargs):
+        super().__init__(**kwargs)
+        self.weight = float(weight)
+
+    def call(self, labels, aux_probs, probs):
+        self.add_loss(self.weight * ctc_loss(labels, aux_probs))
+        return probs
+
+    def get_config(self):
+        return {**super().get_config(), "weight": self.weight}
+
+
+def ctc_loss(labels, probs):
+    """The batch's mean CTC loss (scalar float32) of ``labels`` ``(batch, max_len)`` int32 (ids 1..V,
+    0-padded) under ``probs`` ``(batch, time, V + 1)``: see :class:`CTCLossLayer`."""
+    import tensorflow as tf
+
+    labels = tf.cast(labels, tf.int32)
+    batch, frames = tf.shape(probs)[0], tf.shape(probs)[1]
+    log_probs = ops.log(probs + 1e-7)
+    # the sparse kernel refuses an empty label (a val label whose characters the charset lacks):
+    # it gets a stand-in label here, and its true loss, every frame blank, below
+    empty = tf.equal(tf.reduce_sum(labels, axis=-1), 0)
+    stand_in = tf.one_hot(tf.zeros([batch], tf.int32), tf.shape(labels)[1], dtype=tf.int32)
+    sparse = tf.sparse.from_dense(tf.where(empty[:, None], stand_in, labels))
+    loss = tf.nn.ctc_loss(sparse, log_probs, None, tf.fill([batch], frames), logits_time_major=False,
+                          blank_index=0)
+    all_blank = -tf.reduce_sum(tf.nn.log_softmax(log_probs)[:, :, 0], axis=-1)
+    return ops.mean(tf.where(empty, all_blank, loss))
 
 
 @keras.saving.register_keras_serializable(package="hwr")
@@ -103,6 +131,9 @@ def build_crnn(cfg: ModelConfig, num_classes: int) -> keras.Model:
     x = layers.Concatenate(name="skip")([x, features])
     probs = layers.Dense(num_classes, activation="softmax", name=OUTPUT_LAYER)(x)
     probs = CTCLossLayer(name="ctc_loss")(label, probs)
+    if cfg.aux_ctc:
+        aux = layers.Conv1D(num_classes, 3, padding="same", activation="softmax", name=AUX_OUTPUT_LAYER)(features)
+        probs = AuxiliaryCTC(cfg.aux_ctc, name=AUX_LOSS_LAYER)(label, aux, probs)
     return keras.Model({IMAGE_INPUT: image, LABEL_INPUT: label}, probs, name="crnn_ctc")
 
 
@@ -132,9 +163,14 @@ def sequence_layers(x, cfg: ModelConfig):
     return layers.Bidirectional(layers.LSTM(cfg.lstm2_units, return_sequences=True), name="bilstm2")(x)
 
 
-def compile_model(model: keras.Model, lr: float) -> keras.Model:
-    """Compile with Adam; the loss comes from :class:`CTCLossLayer`."""
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate=lr))
+def compile_model(model: keras.Model, lr: float, weight_decay: float = 0.0, clipnorm: float = 0.0) -> keras.Model:
+    """Compile with Adam (``weight_decay`` > 0: AdamW, Loshchilov & Hutter 2019, decoupled decay per
+    step times the learning rate; ``clipnorm`` > 0: every step's gradients scaled down together to
+    at most that global L2 norm); the loss comes from :class:`CTCLossLayer`."""
+    clip = {"global_clipnorm": clipnorm} if clipnorm else {}
+    optimizer = (keras.optimizers.AdamW(learning_rate=lr, weight_decay=weight_decay, **clip) if weight_decay
+                 else keras.optimizers.Adam(learning_rate=lr, **clip))
+    model.compile(optimizer=optimizer)
     return model
 
 

@@ -11,7 +11,7 @@ import numpy as np
 
 from hwr.config import ModelConfig
 from hwr.errors import ConfigError
-from hwr.model.crnn import OUTPUT_LAYER, build_crnn, input_geometry, true_width
+from hwr.model.crnn import AUX_LOSS_LAYER, AUX_OUTPUT_LAYER, OUTPUT_LAYER, build_crnn, input_geometry, true_width
 
 AUTO = "auto"
 
@@ -36,11 +36,15 @@ def model_config_of(full: keras.Model) -> ModelConfig:
             dense_units=int(full.get_layer("dense1").units),
             dropout=float(full.get_layer("dropout1").rate),
             sequence=sequence,
+            aux_ctc=float(full.get_layer(AUX_LOSS_LAYER).weight) if AUX_LOSS_LAYER in names else 0.0,
             **{f"lstm{i}_units": int(full.get_layer(f"bilstm{i}").forward_layer.units) for i in (1, 2)
                if f"bilstm{i}" in names},
         )
     except (ValueError, IndexError, AttributeError) as exc:
         raise ConfigError(f"the base model is not a CRNN of this project ({exc})") from exc
+
+
+OUTPUTS = (OUTPUT_LAYER, AUX_OUTPUT_LAYER)  # the layers with one output per class
 
 
 def output_size(full: keras.Model) -> int:
@@ -62,7 +66,8 @@ def widen_output(weights: list[np.ndarray], fresh: list[np.ndarray]) -> list[np.
 
 def rebuild_with_classes(base: keras.Model, num_classes: int, seed: int = 0) -> keras.Model:
     """A new full model of the base's architecture and geometry with ``num_classes`` output
-    classes and every weight of ``base`` copied (the output layer widened by :func:`widen_output`).
+    classes and every weight of ``base`` copied (the output layer, and the CTC shortcut's where the base
+    has one, widened by :func:`widen_output`).
 
     Raises:
         ConfigError: ``num_classes`` is smaller than the base's (characters are never removed).
@@ -76,7 +81,7 @@ def rebuild_with_classes(base: keras.Model, num_classes: int, seed: int = 0) -> 
         if not layer.weights:
             continue
         old = base.get_layer(layer.name).get_weights()
-        layer.set_weights(widen_output(old, layer.get_weights()) if layer.name == OUTPUT_LAYER else old)
+        layer.set_weights(widen_output(old, layer.get_weights()) if layer.name in OUTPUTS else old)
     return model
 
 
@@ -87,7 +92,8 @@ def trainable_layer_names(model: keras.Model) -> list[str]:
 
 def freeze_until(model: keras.Model, name: str = AUTO) -> list[str]:
     """Freeze layer ``name`` and every layer before it (``auto``: the last layer with weights before
-    the output layer, i.e. the last of the sequence layers: ``bilstm2`` in the default model).
+    the output layer, i.e. the last of the sequence layers: ``bilstm2`` in the default model; the
+    CTC shortcut's ``aux_output``, where the model has one, is not counted).
 
     Frozen batch-normalisation layers also stop updating their moving statistics (Keras 3).
     The model must be compiled again afterwards. Returns the names of the frozen layers with weights.
@@ -97,7 +103,8 @@ def freeze_until(model: keras.Model, name: str = AUTO) -> list[str]:
     """
     names = [layer.name for layer in model.layers]
     valid = trainable_layer_names(model)
-    target = valid[valid.index(OUTPUT_LAYER) - 1] if name == AUTO else name
+    heads = [n for n in valid if n != AUX_OUTPUT_LAYER]
+    target = heads[heads.index(OUTPUT_LAYER) - 1] if name == AUTO else name
     if target not in valid:
         raise ConfigError(f"freeze_until={name!r}: no such layer with weights; expected auto or one of "
                           f"{', '.join(valid)}")

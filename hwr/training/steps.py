@@ -58,7 +58,7 @@ class TrainResult:
 def build_model(cfg: TrainConfig, charset: Charset) -> keras.Model:
     """A compiled full CRNN for ``charset``, its weights seeded by ``cfg.seed``."""
     keras.utils.set_random_seed(cfg.seed)
-    return compile_model(build_crnn(cfg.model, charset.num_classes), cfg.lr)
+    return compile_model(build_crnn(cfg.model, charset.num_classes), cfg.lr, cfg.weight_decay, cfg.clipnorm)
 
 
 def datasets(cfg: TrainConfig, data: PreparedData, first_epoch: int = 0):
