@@ -3,9 +3,6 @@ VENV    ?= .venv
 PY      := $(VENV)/bin/python
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 ARGS    ?=
-# extra flags for every pip install of requirements (CI passes --no-compile: byte-compiling at install
-# took 43 of 103 s here; Python compiles what it imports, on first import, instead)
-PIPFLAGS ?=
 PORT    ?= 5001
 # the MLflow experiment of the verbs' runs (as hwr.mlflow.runs.DEFAULT_EXPERIMENT for direct runs)
 EXPERIMENT ?= hwr
@@ -17,7 +14,7 @@ venv: $(VENV)/.installed
 $(VENV)/.installed: requirements.txt pyproject.toml
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q $(PIPFLAGS) -r requirements.txt
+	$(VENV)/bin/pip install -q -r requirements.txt
 	$(VENV)/bin/pip install -q --no-deps -e .
 	touch $@
 
@@ -25,20 +22,20 @@ venv-gpu: $(VENV)/.gpu  ## optional extra: TensorFlow with CUDA instead of tenso
 
 $(VENV)/.gpu: $(VENV)/.installed requirements-gpu.txt
 	$(VENV)/bin/pip uninstall -q -y tensorflow-cpu
-	$(VENV)/bin/pip install -q $(PIPFLAGS) -r requirements-gpu.txt
+	$(VENV)/bin/pip install -q -r requirements-gpu.txt
 	$(VENV)/bin/python -c "import tensorflow as tf; print('GPUs:', tf.config.list_physical_devices('GPU'))"
 	touch $@
 
 venv-spark: $(VENV)/.spark  ## optional extra: pyspark for `tune -P backend=spark`
 
 $(VENV)/.spark: $(VENV)/.installed requirements-spark.txt
-	$(VENV)/bin/pip install -q $(PIPFLAGS) -r requirements-spark.txt
+	$(VENV)/bin/pip install -q -r requirements-spark.txt
 	touch $@
 
 venv-server: $(VENV)/.server  ## optional extra: PostgreSQL driver + MLflow basic auth, for `make server`
 
 $(VENV)/.server: $(VENV)/.installed requirements-server.txt
-	$(VENV)/bin/pip install -q $(PIPFLAGS) -r requirements-server.txt
+	$(VENV)/bin/pip install -q -r requirements-server.txt
 	touch $@
 
 venv-tools: .venv-tools/.installed  ## test tools in their own environment: OCR-D's page-to-alto (PAGE -> ALTO)
@@ -46,7 +43,7 @@ venv-tools: .venv-tools/.installed  ## test tools in their own environment: OCR-
 .venv-tools/.installed: requirements-tools.txt
 	python3 -m venv .venv-tools
 	.venv-tools/bin/pip install -q --upgrade pip
-	.venv-tools/bin/pip install -q $(PIPFLAGS) -r requirements-tools.txt
+	.venv-tools/bin/pip install -q -r requirements-tools.txt
 	touch $@
 
 train: venv          ## make train ARGS="-P lr=0.001 -P epochs=30"
@@ -68,7 +65,7 @@ predict: venv        ## make predict ARGS="-P model=models:/hwr-crnn@champion -P
 LONG_TESTS = tests/test_team.py tests/test_project.py tests/test_learning.py tests/test_tune.py tests/test_pages.py
 
 test: venv-spark venv-server venv-tools  ## the whole test suite (what .ci/run runs; includes the extras and the tools)
-	$(PY) -m pytest $(LONG_TESTS) tests -n 2 --dist loadfile
+	$(PY) -m pytest $(LONG_TESTS) tests -n 2 --dist loadfile --durations=15
 
 test-fast: venv venv-tools  ## the fast layer, while editing (no training): pytest -m "not slow"
 	$(PY) -m pytest tests -m "not slow"
