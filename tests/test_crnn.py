@@ -58,24 +58,44 @@ def test_ctc_loss_with_sparse_labels_equals_keras_dense_ctc():
     assert float(layer.losses[0]) == pytest.approx(float(np.mean(dense)), rel=1e-4)
 
 
-def test_unrolled_prediction_model_gives_the_same_probabilities_and_free_width_stays_rolled():
-    """Prediction unrolls the LSTMs of a fixed-width model (faster on CPU); the outputs must not move."""
+def randomise_batch_norms(model, seed: int = 0) -> None:
+    """Moving statistics, scales and shifts far from a fresh layer's 0 / 1, so folding them shows."""
     import keras
     import numpy as np
 
-    from hwr.model.crnn import unrolled
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            n = layer.gamma.shape[0]
+            layer.set_weights([rng.uniform(0.5, 1.5, n), rng.normal(0, 0.1, n), rng.normal(0, 0.1, n),
+                               rng.uniform(0.5, 2.0, n)])
+
+
+@pytest.mark.parametrize("sequence, shape", [("bilstm2", "fixed"), ("bilstm2", "true"), ("conv", "fixed")])
+def test_the_inference_copy_gives_the_same_probabilities_with_batch_norms_folded(sequence, shape):
+    """Prediction runs a copy with every batch normalisation folded into its convolution and a
+    fixed-width model's LSTMs unrolled (faster on CPU); the probabilities must not move. A free-width
+    model's LSTMs stay rolled (an unrolled loop needs its step count)."""
+    import keras
+    import numpy as np
+
+    from hwr.model.crnn import for_inference
 
     keras.utils.set_random_seed(0)
-    cfg = ModelConfig(img_height=16, img_width=32, conv_filters=(4, 8), dense_units=8, lstm1_units=4, lstm2_units=4)
-    rolled = prediction_model(build_crnn(cfg, num_classes=5))
-    fast = unrolled(rolled)
+    cfg = ModelConfig(shape=shape, img_height=16, img_width=32, conv_filters=(4, 8), dense_units=8, lstm1_units=4,
+                      lstm2_units=4, sequence=sequence)
+    model = prediction_model(build_crnn(cfg, num_classes=5))
+    randomise_batch_norms(model)
+    fast = for_inference(model)
+    assert not [layer for layer in fast.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert len([layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]) == \
+        {"bilstm2": 2, "conv": 4}[sequence]
     recurrent = [layer for layer in fast.layers if isinstance(layer, keras.layers.Bidirectional)]
-    assert len(recurrent) == 2 and all(l.forward_layer.unroll and l.backward_layer.unroll for l in recurrent)
+    assert len(recurrent) == {"bilstm2": 2, "conv": 0}[sequence]
+    assert all(l.forward_layer.unroll == l.backward_layer.unroll == (shape == "fixed") for l in recurrent)
     images = np.random.default_rng(0).random((3, 16, 32, 1), np.float32)
-    np.testing.assert_allclose(fast(images, training=False), rolled(images, training=False), atol=1e-5)
-    free = prediction_model(build_crnn(ModelConfig(shape="true", img_height=16, img_width=32, conv_filters=(4, 8),
-                                                   dense_units=8, lstm1_units=4, lstm2_units=4), num_classes=5))
-    assert unrolled(free) is free
+    np.testing.assert_allclose(fast(images, training=False), model(images, training=False), atol=1e-5)
+    assert not np.allclose(model.get_layer("conv1").kernel, fast.get_layer("conv1").kernel)
 
 
 @pytest.mark.parametrize("sequence, last", [("bilstm2", "bilstm2"), ("bilstm1", "bilstm1"), ("conv", "seqbn2")])
@@ -97,18 +117,15 @@ def test_each_sequence_choice_is_read_back_from_the_model_and_freezes_up_to_its_
     assert len(recurrent) == {"bilstm2": 2, "bilstm1": 1, "conv": 0}[sequence]
 
 
-def test_conv_sequence_layers_see_a_few_frames_and_are_not_unrolled():
+def test_conv_sequence_layers_see_a_few_frames():
     """The conv sequence layers: each frame's output depends on the frames within the two kernels'
-    reach (2 x 2 on each side) and on nothing farther; there is no loop to unroll."""
+    reach (2 x 2 on each side) and on nothing farther."""
     import keras
     import numpy as np
-
-    from hwr.model.crnn import unrolled
 
     keras.utils.set_random_seed(0)
     cfg = ModelConfig(img_height=16, img_width=64, conv_filters=(4,), dense_units=8, sequence="conv").validate()
     model = prediction_model(build_crnn(cfg, num_classes=5))
-    assert unrolled(model) is model
     head = keras.Model(model.get_layer("dropout1").output, model.get_layer("seqadd2").output)
     frames = np.random.default_rng(0).random((1, cfg.time_steps, 8), np.float32)
     moved = frames.copy()

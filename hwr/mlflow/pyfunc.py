@@ -140,13 +140,14 @@ class HwrPredictionModel(mlflow.pyfunc.PythonModel):
         self.warm_up()
 
     def use(self, model, charset, language=None) -> None:
-        """Predict with the prediction ``model`` (Keras; a fixed-width one with its LSTMs unrolled,
-        :func:`hwr.model.crnn.unrolled`) and its ``charset``; the input geometry is read from the model
+        """Predict with the prediction ``model`` (Keras; through its copy for inference, batch
+        normalisations folded and a fixed-width one's LSTMs unrolled, :func:`hwr.model.crnn.for_inference`)
+        and its ``charset``; the input geometry is read from the model
         (older models: fixed shape); ``language``: the :class:`~hwr.model.language.LanguageModel`
         for ``decoder=beam_lm``, if the model carries one."""
-        from hwr.model.crnn import input_geometry, true_width, unrolled, width_stride
+        from hwr.model.crnn import for_inference, input_geometry, true_width, width_stride
 
-        self.model, self.charset, self.language = unrolled(model), charset, language
+        self.model, self.charset, self.language = for_inference(model), charset, language
         self.height, self.width = input_geometry(model)
         self.true_width, self.stride = true_width(model), width_stride(model)
 
