@@ -1,5 +1,6 @@
 """What the pyfunc's copy of the model for inference gains: the default word model's prediction
-copy with its LSTMs unrolled only, against :func:`hwr.model.crnn.for_inference` (batch
+copy with its LSTMs unrolled only (``for_inference(model, fold_norms=False)``, the copy the pyfunc
+used before the folding), against :func:`hwr.model.crnn.for_inference` (batch
 normalisations folded into the convolutions, LSTMs unrolled), in interleaved rounds.
 
     .venv/bin/python bench/inference_copy.py [--rounds 4] [--data ../shared/data/dhsd]
@@ -28,20 +29,6 @@ from hwr.model.crnn import build_crnn, for_inference, prediction_model
 from hwr.model.inference import inference_function
 
 
-def unrolled_only(model: keras.Model) -> keras.Model:
-    """The copy the pyfunc used before the folding: the same model with its LSTMs unrolled."""
-    def clone(layer):
-        config = layer.get_config()
-        if isinstance(layer, layers.Bidirectional):
-            for part in ("layer", "backward_layer"):
-                config[part]["config"]["unroll"] = True
-        return layer.__class__.from_config(config)
-
-    copy = keras.models.clone_model(model, clone_function=clone)
-    copy.set_weights(model.get_weights())
-    return copy
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=4)
@@ -60,7 +47,7 @@ def main() -> None:
             layer.set_weights([rng.uniform(0.5, 1.5, n), rng.normal(0, 0.1, n), rng.normal(0, 0.1, n),
                                rng.uniform(0.5, 2.0, n)])
     frame = pd.DataFrame({"image": [base64.b64encode((Path(args.data) / p).read_bytes()).decode() for p in test.image]})
-    copies = {"unrolled only": unrolled_only(model), "for_inference": for_inference(model)}
+    copies = {"unrolled only": for_inference(model, fold_norms=False), "for_inference": for_inference(model)}
     batch = rng.random((64, cfg.img_height, cfg.img_width, 1), np.float32)
     for round_ in range(1, args.rounds + 1):
         for name, copy in copies.items():

@@ -136,8 +136,8 @@ class ModelConfig(Config):
                              rule=POSITIVE)
     aux_ctc: float = param(0.0, "weight of an auxiliary CTC loss on a second softmax read off the dense layer's "
                                 "features by a 1-D convolution (kernel 3), during training only (the CTC shortcut "
-                                "of Retsinas et al. 2022, who weight it 0.1); 0 = none (0.1 gained nothing in 10 DHSD minutes, "
-                                "docs/performance.md)", rule=FRACTION)
+                                "of Retsinas et al. 2022, who weight it 0.1); 0 = none (0.1 gained nothing in 10 DHSD "
+                                "minutes, docs/performance.md)", rule=FRACTION)
 
     def check(self) -> None:
         stride = width_stride(len(self.conv_filters))

@@ -122,7 +122,8 @@ def log_models(full: keras.Model, charset: Charset, example_paths: list[str],
     metadata = {"charset": list(charset.chars), **geometry, **(extra_metadata or {})}
     requirements, code = model_requirements(), [package_dir()]
     full_info = mlflow.tensorflow.log_model(
-        full, name=FULL_MODEL_NAME, custom_objects={"CTCLossLayer": CTCLossLayer, "AuxiliaryCTC": AuxiliaryCTC, "InputWidth": InputWidth},
+        full, name=FULL_MODEL_NAME,
+        custom_objects={"CTCLossLayer": CTCLossLayer, "AuxiliaryCTC": AuxiliaryCTC, "InputWidth": InputWidth},
         code_paths=code, pip_requirements=requirements, metadata={**metadata, KIND_KEY: "full"}, step=step,
     )
     example = encode_example(example_paths)

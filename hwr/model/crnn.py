@@ -188,7 +188,7 @@ class FoldedBatchNorm(layers.Layer):
         return inputs
 
 
-def for_inference(model: keras.Model) -> keras.Model:
+def for_inference(model: keras.Model, fold_norms: bool = True) -> keras.Model:
     """A copy of a prediction model that computes the same probabilities (to float rounding) in
     less time on a CPU, for prediction only (it is never trained or saved):
 
@@ -197,18 +197,24 @@ def for_inference(model: keras.Model) -> keras.Model:
       per-channel scale ``gamma / sqrt(moving_variance + epsilon)`` and shift, so the convolution's
       kernel is multiplied by the scale and its bias becomes ``(bias - moving_mean) * scale + beta``
       (Ioffe & Szegedy 2015's inference transform, applied to the weights once instead of to every
-      image). The forward pass of the default word model at batch 64 went from 0.91-0.96 to
-      0.69-0.73 ms per image in one interleaved A/B on a slow host (``docs/performance.md``);
+      image). The forward pass of the default word model at batch 64 went from 1.00-1.10 to
+      0.74-0.88 ms per image in interleaved rounds on a slow host (``bench/inference_copy.py``,
+      which compares with ``fold_norms=False``);
     - a fixed-width model's LSTMs are unrolled (a free-width model's cannot be: an unrolled loop
       needs its step count). Keras runs a recurrent layer as a loop over time steps, whose control
       costs more on a CPU than the small matrix products of one step; unrolled, the 40 steps of the
       default word model are one flat graph: the forward pass at batch 64 went from 0.52 to 0.48 ms
       per image (``bench/forward_cost.py``). Training stays rolled: unrolled, its backward pass was
       1.8x slower.
+
+    ``fold_norms=False`` leaves the batch normalisations as they are (the unrolling alone).
     """
-    norms = {layer.name: layer for layer in model.layers if isinstance(layer, layers.BatchNormalization)
-             and folded_into(model, layer.name) is not None}
-    convs = {folded_into(model, name).name: norm for name, norm in norms.items()}
+    convs = {}  # name of a convolution -> the batch normalisation folded into it
+    for layer in model.layers if fold_norms else ():
+        conv = folded_into(model, layer.name) if isinstance(layer, layers.BatchNormalization) else None
+        if conv is not None:
+            convs[conv.name] = layer
+    norms = {norm.name for norm in convs.values()}
     unroll = not true_width(model)
 
     def clone(layer):
@@ -253,7 +259,8 @@ def fold(conv, norm) -> list:
     std = np.sqrt(np.asarray(norm.moving_variance) + norm.epsilon)
     scale = (np.asarray(norm.gamma) if norm.scale else 1.0) / std
     shift = np.asarray(norm.beta) if norm.center else 0.0
-    return [(kernel * scale).astype(np.float32), ((bias - np.asarray(norm.moving_mean)) * scale + shift).astype(np.float32)]
+    bias = (bias - np.asarray(norm.moving_mean)) * scale + shift
+    return [(kernel * scale).astype(np.float32), bias.astype(np.float32)]
 
 
 def input_geometry(full: keras.Model) -> tuple[int, int]:
