@@ -17,7 +17,7 @@ import mlflow
 
 from hwr.errors import TrackingUnavailable
 
-PROBE_SECONDS = 20.0
+PROBE_SECONDS = 10.0
 HTTP_RETRIES = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "5", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
                 "MLFLOW_HTTP_REQUEST_TIMEOUT": "60"}
 
