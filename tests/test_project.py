@@ -80,10 +80,10 @@ def test_main_entry_point_is_train():
 
 
 @pytest.mark.slow
-def test_mlflow_run_with_the_virtualenv_env_manager_trains_in_its_own_environment(tmp_path):
-    """`mlflow run . -e train --env-manager virtualenv`, as a user without conda and without the
-    project's .venv on PATH runs it: MLflow builds (or reuses) its environment from conda.yaml's
-    pins under ~/.mlflow/envs, runs the entry point in it, and the run finishes with its metrics."""
+def test_mlflow_run_with_the_uv_env_manager_trains_in_its_own_environment(tmp_path):
+    """`mlflow run . -e train --env-manager uv`, as a user without conda and without the project's
+    .venv on PATH (only uv) runs it: MLflow builds (or reuses) its environment from conda.yaml's pins
+    under ~/.mlflow/envs with uv, runs the entry point in it, and the run finishes with its metrics."""
     import os
     import subprocess
     import sys
@@ -93,18 +93,22 @@ def test_mlflow_run_with_the_virtualenv_env_manager_trains_in_its_own_environmen
     from conftest import DHSD
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uv_only = tmp_path / "bin"
+    uv_only.mkdir()
+    (uv_only / "uv").symlink_to(Path(sys.executable).parent / "uv")
     env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"} | {"MLFLOW_TRACKING_URI": uri}
-    env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep) if ".venv" not in p)
+    env["PATH"] = os.pathsep.join([str(uv_only)] + [p for p in env["PATH"].split(os.pathsep) if ".venv" not in p])
     tiny = {"data": DHSD, "max_per_split": 16, "epochs": 1, "conv_filters": "16,32", "img_height": 32,
             "img_width": 128, "dense_units": 32, "lstm1_units": 32, "lstm2_units": 32, "register": "false",
             "system_metrics": "false"}
-    command = [sys.executable, "-m", "mlflow", "run", str(ROOT), "-e", "train", "--env-manager", "virtualenv",
-               "--experiment-name", "virtualenv"] + [a for k, v in tiny.items() for a in ("-P", f"{k}={v}")]
+    command = [sys.executable, "-m", "mlflow", "run", str(ROOT), "-e", "train", "--env-manager", "uv",
+               "--experiment-name", "uv"] + [a for k, v in tiny.items() for a in ("-P", f"{k}={v}")]
     done = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=900)
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-4000:]
     assert "/.mlflow/envs/mlflow-" in output and "/bin/activate && python -m entrypoints.train" in output
     client = MlflowClient(uri)
-    [run] = client.search_runs([client.get_experiment_by_name("virtualenv").experiment_id])
+    [run] = client.search_runs([client.get_experiment_by_name("uv").experiment_id])
     assert run.info.status == "FINISHED" and run.data.params["max_per_split"] == "16"
+    assert run.data.tags["mlflow.project.env"] == "uv"
     assert 0.0 <= run.data.metrics["test_cer"] <= 1.5
