@@ -304,12 +304,13 @@ def batch_versus_raw(url: str, body: bytes, raw, repeats: int) -> tuple[float, f
 def save_noop(folder: Path) -> str:
     import mlflow.pyfunc
 
-    from hwr.mlflow.packaging import model_requirements, package_dir, prediction_signature
+    from hwr.mlflow.code_paths import write_code
+    from hwr.mlflow.packaging import model_requirements, prediction_signature
 
     code = folder / "noop_code.py"
     code.write_text(NOOP_CODE)
     example = pd.DataFrame({"image": ["aGk="]})
-    mlflow.pyfunc.save_model(str(folder / "noop"), python_model=str(code), code_paths=[package_dir()],
+    mlflow.pyfunc.save_model(str(folder / "noop"), python_model=str(code), code_paths=[str(write_code(["hwr.mlflow.pyfunc"], folder / "code"))],
                              pip_requirements=model_requirements(), signature=prediction_signature(example))
     return str(folder / "noop")
 

@@ -1,15 +1,16 @@
 """The package's layers: every import inside ``hwr`` points down the layers (or stays in its own
 subpackage), no import cycle exists, and the lower layers never import MLflow or TensorFlow.
-Read from the source with ``ast`` (imports inside functions count too)."""
+Read from the source with ``ast`` (:func:`hwr.mlflow.code_paths.imported_modules`: imports inside
+functions count too)."""
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
 import pytest
 
 from conftest import ROOT
+from hwr.mlflow.code_paths import imported_modules
 
 # Bottom to top; a module may import its own subpackage and the layers below it.
 LAYERS = [
@@ -38,15 +39,9 @@ def modules() -> dict[str, Path]:
 
 def imports(path: Path, known: set[str]) -> set[str]:
     """Every module ``path`` imports (``from a import b`` is ``a.b`` when that is a module)."""
-    out = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Import):
-            out.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-            for alias in node.names:
-                full = f"{node.module}.{alias.name}"
-                out.add(full if full in known else node.module)
-    return out
+    name = module_name(path)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    return imported_modules(path.read_text(encoding="utf-8"), package, known.__contains__)
 
 
 def graph() -> dict[str, set[str]]:
@@ -122,3 +117,23 @@ def test_lower_layers_do_not_import_heavy_libraries(layer, forbidden):
     offenders = [m for m, targets in graph().items() if layer_of(m) and layer_of(m)[1] == layer
                  and any(t == forbidden or t.startswith(forbidden + ".") for t in targets)]
     assert offenders == []
+
+
+def test_imports_are_read_inside_functions_and_from_relative_and_from_imports():
+    source = ("import os\nfrom hwr.config import ModelConfig\nfrom . import charset\nfrom ..errors import X\n"
+              "def f():\n    from hwr.model import crnn\n")
+    known = {"hwr.data.charset", "hwr.model.crnn"}
+    assert imported_modules(source, "hwr.data", known.__contains__) == {
+        "os", "hwr.config", "hwr.data.charset", "hwr.errors", "hwr.model.crnn"}
+
+
+def test_a_model_code_closure_follows_lazy_imports_and_refuses_an_unknown_root():
+    from hwr.mlflow.code_paths import import_closure
+
+    closure = import_closure(["hwr.mlflow.model_code"])
+    # hwr.model.inference is imported only inside a method of the pyfunc, hwr.model by its module
+    assert {"hwr", "hwr.model", "hwr.model.inference", "hwr.mlflow.pyfunc"} <= set(closure)
+    assert not any(name.startswith(("hwr.training", "hwr.tuning", "hwr.prediction")) for name in closure)
+    assert "set_model(HwrPredictionModel())" in closure["hwr.mlflow.model_code"]
+    with pytest.raises(ModuleNotFoundError, match="hwr.nothing is not a module of the hwr package"):
+        import_closure(["hwr.nothing"])

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import io
 import re
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -116,9 +117,29 @@ def test_good_rows_of_any_format_and_size_give_text_and_confidence(pyfunc):
     assert same.text.nunique() == 1 and same.confidence.max() - same.confidence.min() < 1e-5
 
 
-def test_logged_prediction_model_is_code_not_a_pickle_and_loads_without_pickles(tracking_uri, tmp_path):
-    """Models From Code: no pickle in the logged model, and a fresh process that refuses pickles
-    (MLFLOW_ALLOW_PICKLE_DESERIALIZATION=false) loads it and transcribes."""
+# A fresh process without the installed hwr (the editable install's finder and any folder holding
+# hwr leave the import system): the models' own code folders are all it can import hwr from.
+WITHOUT_INSTALLED_HWR = """
+import base64, importlib.util, os, sys
+sys.meta_path = [f for f in sys.meta_path if "editable" not in getattr(f, "__module__", "")]
+sys.path = [p for p in sys.path if not os.path.isdir(os.path.join(p or ".", "hwr"))]
+assert importlib.util.find_spec("hwr") is None, "hwr is still importable"
+import mlflow, pandas as pd
+m = mlflow.pyfunc.load_model(sys.argv[1])
+out = m.predict(pd.DataFrame({'image': [base64.b64encode(open(sys.argv[2], 'rb').read()).decode()]}))
+os.environ["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] = "true"  # the full model's custom objects are cloudpickled
+full = mlflow.tensorflow.load_model(sys.argv[3])
+print('columns', list(out.columns), len(out), 'full', full.name)
+print('hwr from', os.path.relpath(sys.modules['hwr'].__file__, sys.argv[1]))
+print('imported', sorted(n for n in sys.modules if n.split('.')[0] == 'hwr'))
+"""
+
+
+def test_logged_models_carry_only_their_code_and_load_without_pickles_or_installed_hwr(tracking_uri, tmp_path):
+    """Models From Code: no pickle in the logged prediction model. Each model carries as code only
+    the hwr modules it can import (9 of the package's 78 files for the full model's custom layers, 19 for the
+    pyfunc), and a fresh process that cannot import the installed hwr loads both: the pyfunc while
+    it refuses pickles (MLFLOW_ALLOW_PICKLE_DESERIALIZATION=false) and transcribes with it."""
     import os
     import subprocess
     import sys
@@ -129,6 +150,7 @@ def test_logged_prediction_model_is_code_not_a_pickle_and_loads_without_pickles(
 
     from hwr.config import ModelConfig
     from hwr.data.charset import Charset
+    from hwr.mlflow.code_paths import import_closure, module_file
     from hwr.mlflow.packaging import log_models
     from hwr.model.crnn import build_crnn
 
@@ -138,18 +160,21 @@ def test_logged_prediction_model_is_code_not_a_pickle_and_loads_without_pickles(
     with mlflow.start_run():
         models = log_models(build_crnn(cfg, charset.num_classes), charset, [str(DHSD / "images/writer1/1_0.png")])
     local = mlflow.artifacts.download_artifacts(models.prediction_uri, dst_path=str(tmp_path / "model"))
+    full = mlflow.artifacts.download_artifacts(models.full_uri, dst_path=str(tmp_path / "full"))
     files = {p.name for p in (tmp_path / "model").rglob("*")}
     assert "python_model.pkl" not in files and "model_code.py" in files
     flavor = yaml.safe_load(open(os.path.join(local, "MLmodel")))["flavors"]["python_function"]
     assert flavor["model_code_path"].endswith("model_code.py")
-    script = ("import base64, sys, mlflow, pandas as pd; m = mlflow.pyfunc.load_model(sys.argv[1]); "
-              "out = m.predict(pd.DataFrame({'image': [base64.b64encode(open(sys.argv[2], 'rb').read()).decode()]})); "
-              "print('columns', list(out.columns), len(out))")
-    done = subprocess.run([sys.executable, "-c", script, local, str(DHSD / "images/writer1/1_0.png")],
-                          env=os.environ | {"MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "false"}, cwd=tmp_path,
+    for folder, root in ((local, "hwr.mlflow.model_code"), (full, "hwr.model.crnn")):
+        code = {p.relative_to(Path(folder) / "code").as_posix() for p in (Path(folder) / "code").rglob("*.py")}
+        assert code == {module_file(name).as_posix() for name in import_closure([root])}
+        assert "hwr/model/crnn.py" in code and not any(f.startswith(("hwr/training", "hwr/tuning")) for f in code)
+    done = subprocess.run([sys.executable, "-c", WITHOUT_INSTALLED_HWR, local, str(DHSD / "images/writer1/1_0.png"),
+                           full], env=os.environ | {"MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "false"}, cwd=tmp_path,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "columns ['text', 'confidence', 'error'] 1" in done.stdout
+    assert "columns ['text', 'confidence', 'error'] 1 full crnn" in done.stdout
+    assert "hwr from code/hwr/__init__.py" in done.stdout  # the model's copy, not the installed package
 
 
 def test_logged_model_warms_up_on_load_and_turns_numbers_and_nulls_into_row_errors(tracking_uri):

@@ -1,7 +1,8 @@
 """Logging a run's two models: the full model (``mlflow.tensorflow`` flavour, reloadable for
 training) and the prediction model (the pyfunc of :mod:`hwr.mlflow.pyfunc`, logged as Models From
-Code through :mod:`hwr.mlflow.model_code`, with signature and input example). Both carry the
-``hwr`` package as code and the project's pins (``requirements.txt``) as requirements.
+Code through :mod:`hwr.mlflow.model_code`, with signature and input example). Each carries as code
+the ``hwr`` modules it can import (:mod:`hwr.mlflow.code_paths`) and the project's pins
+(``requirements.txt``) as requirements.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import mlflow
 import pandas as pd
 
 from hwr.data.charset import Charset
+from hwr.mlflow.code_paths import module_file, write_code
 from hwr.mlflow.pyfunc import DEFAULT_PARAMS, IMAGE_COLUMN, LANGUAGE_ARTIFACT
 from hwr.model.crnn import AuxiliaryCTC, CTCLossLayer, InputWidth, input_geometry, prediction_model, true_width
 from hwr.model.language import LanguageModel
@@ -32,7 +34,8 @@ MODEL_PACKAGES = ("tensorflow-cpu", "keras", "mlflow", "numpy", "pandas", "openc
 FULL_MODEL_NAME = "full_model"
 PREDICTION_MODEL_NAME = "model"
 KIND_KEY = "hwr_kind"
-MODEL_CODE = Path("mlflow") / "model_code.py"  # the pyfunc's code (Models From Code), inside the package
+MODEL_CODE = "hwr.mlflow.model_code"  # the pyfunc's code (Models From Code)
+FULL_MODEL_CODE = "hwr.model.crnn"  # the full model's custom layers
 
 
 def _read_from_zip(archive: Path, name: str) -> str | None:
@@ -55,19 +58,6 @@ def project_pins() -> dict[str, str]:
         lines = [r for r in importlib.metadata.requires("hwr") or [] if "extra ==" not in r]
     pins = [line.split("#")[0].split(";")[0].strip() for line in lines]
     return {re.split(r"[=<>!~ ]", pin)[0].lower(): pin for pin in pins if pin}
-
-
-def package_dir() -> str:
-    """The ``hwr`` package folder, logged with every model as code. Where hwr is imported from a
-    zip (a Spark executor gets it with ``addPyFile``), a copy extracted from the zip: MLflow copies
-    code paths from folders only."""
-    if PACKAGE.is_dir():
-        return str(PACKAGE)
-    archive = next(p for p in PACKAGE.parents if p.is_file())
-    target = Path(tempfile.mkdtemp(prefix="hwr-code-"))
-    with zipfile.ZipFile(archive) as bundle:
-        bundle.extractall(target, [n for n in bundle.namelist() if n.startswith(PACKAGE.name + "/")])
-    return str(target / PACKAGE.name)
 
 
 def model_requirements() -> list[str]:
@@ -106,6 +96,21 @@ def prediction_signature(example: pd.DataFrame):
     return mlflow.models.infer_signature(example, output, params=DEFAULT_PARAMS)
 
 
+def _prediction_artifacts(full: keras.Model, charset: Charset, geometry: dict,
+                          language: LanguageModel | None, folder: Path) -> dict[str, str]:
+    """The pyfunc's artifacts, written into ``folder``: its Keras model, charset, geometry and,
+    where given, the language model."""
+    keras_path = folder / "crnn.keras"
+    prediction_model(full).save(keras_path)
+    geometry_path = folder / "geometry.json"
+    geometry_path.write_text(json.dumps(geometry))
+    artifacts = {"keras_model": str(keras_path), "charset": str(charset.save(folder / "charset.json")),
+                 "geometry": str(geometry_path)}
+    if language is not None:
+        artifacts[LANGUAGE_ARTIFACT] = str(language.save(folder / "language_model.json"))
+    return artifacts
+
+
 def log_models(full: keras.Model, charset: Charset, example_paths: list[str],
                extra_metadata: dict | None = None, step: int = 0,
                language: LanguageModel | None = None) -> LoggedModels:
@@ -120,27 +125,20 @@ def log_models(full: keras.Model, charset: Charset, example_paths: list[str],
     height, width = input_geometry(full)
     geometry = {"img_height": height, "img_width": width, "shape": "true" if true_width(full) else "fixed"}
     metadata = {"charset": list(charset.chars), **geometry, **(extra_metadata or {})}
-    requirements, code = model_requirements(), [package_dir()]
-    full_info = mlflow.tensorflow.log_model(
-        full, name=FULL_MODEL_NAME,
-        custom_objects={"CTCLossLayer": CTCLossLayer, "AuxiliaryCTC": AuxiliaryCTC, "InputWidth": InputWidth},
-        code_paths=code, pip_requirements=requirements, metadata={**metadata, KIND_KEY: "full"}, step=step,
-    )
-    example = encode_example(example_paths)
+    requirements = model_requirements()
     with tempfile.TemporaryDirectory() as tmp:
-        keras_path = Path(tmp) / "crnn.keras"
-        prediction_model(full).save(keras_path)
-        geometry_path = Path(tmp) / "geometry.json"
-        geometry_path.write_text(json.dumps(geometry))
-        artifacts = {"keras_model": str(keras_path), "charset": str(charset.save(Path(tmp) / "charset.json")),
-                     "geometry": str(geometry_path)}
-        if language is not None:
-            artifacts[LANGUAGE_ARTIFACT] = str(language.save(Path(tmp) / "language_model.json"))
+        full_info = mlflow.tensorflow.log_model(
+            full, name=FULL_MODEL_NAME,
+            custom_objects={"CTCLossLayer": CTCLossLayer, "AuxiliaryCTC": AuxiliaryCTC, "InputWidth": InputWidth},
+            code_paths=[str(write_code([FULL_MODEL_CODE], Path(tmp) / "full"))], pip_requirements=requirements,
+            metadata={**metadata, KIND_KEY: "full"}, step=step,
+        )
+        artifacts = _prediction_artifacts(full, charset, geometry, language, Path(tmp))
+        example = encode_example(example_paths)
         pred_info = mlflow.pyfunc.log_model(
-            name=PREDICTION_MODEL_NAME, python_model=str(Path(code[0]) / MODEL_CODE),
-            artifacts=artifacts,
-            code_paths=code, pip_requirements=requirements,
-            input_example=example, signature=prediction_signature(example),
+            name=PREDICTION_MODEL_NAME, python_model=str(Path(tmp) / "code" / module_file(MODEL_CODE)),
+            artifacts=artifacts, code_paths=[str(write_code([MODEL_CODE], Path(tmp) / "code"))],
+            pip_requirements=requirements, input_example=example, signature=prediction_signature(example),
             metadata={**metadata, KIND_KEY: "prediction"}, step=step,
         )
     return LoggedModels(full_info.model_uri, pred_info.model_uri, full_info.model_id, pred_info.model_id)
