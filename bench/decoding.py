@@ -28,9 +28,12 @@ from hwr.model.inference import predict_probs, width_batches
 from hwr.model.language import CharNgram, lm_beam_decode
 
 
-def probabilities(model, data, split: str) -> tuple[list[tuple[np.ndarray, np.ndarray]], float]:
-    """``[(rows, probs)]`` per width batch of ``split`` and the forward pass's seconds per image."""
+def probabilities(model, data, split: str, transform=None) -> tuple[list[tuple[np.ndarray, np.ndarray]], float]:
+    """``[(rows, probs)]`` per width batch of ``split`` and the forward pass's seconds per image;
+    ``transform`` (images -> images of the same shape) is applied to the split's images first,
+    outside the timing."""
     images, widths = data.model_input(split)
+    images = images if transform is None else transform(images)
     started, out = time.perf_counter(), []
     for rows, width in width_batches(widths if data.model.true_width else None, len(images), 64,
                                      data.model.width_stride):

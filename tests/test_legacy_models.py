@@ -103,3 +103,5 @@ def test_old_prediction_model_refuses_the_language_model_decoder_with_one_line(k
     with pytest.raises(ConfigError, match="decoder=beam_lm: model=.* carries no language model"):
         load_models([str(LEGACY / "model")], "beam_lm")
     assert len(load_models([str(LEGACY / "model")], "beam")) == 1
+    with pytest.raises(ConfigError, match="tta=true: model=.* was logged before the pyfunc took tta"):
+        load_models([str(LEGACY / "model")], "greedy", tta=True)

@@ -61,6 +61,7 @@ def test_run_logs_params_epoch_metrics_and_artifacts(trained):
         assert [m.step for m in history] == [0, 1], key
     assert 0.0 <= run.data.metrics["test_cer"] and "test_wer" in run.data.metrics
     assert 0.0 <= run.data.metrics["test_cer_beam_lm"] and "test_wer_beam_lm" in run.data.metrics
+    assert {"test_cer_tta", "test_wer_tta", "test_cer_beam_lm_tta", "test_wer_beam_lm_tta"} <= set(run.data.metrics)
     assert run.data.metrics["n_train"] == 48 and run.data.metrics["skipped_rows"] == 0
     system = client.get_metric_history(run.info.run_id, "system/cpu_utilization_percentage")
     assert len(system) >= 2 and all(0 <= m.value <= 100 * os.cpu_count() for m in system)

@@ -36,7 +36,7 @@ from hwr.errors import InvalidImageError
 IMAGE_COLUMN = "image"
 OUTPUT_COLUMNS = ("text", "confidence", "error")
 LANGUAGE_ARTIFACT = "language_model"  # the pyfunc artifact holding the model's LanguageModel, if any
-DEFAULT_PARAMS = {"decoder": "greedy", "beam_width": 10}  # inference params of predict()
+DEFAULT_PARAMS = {"decoder": "greedy", "beam_width": 10, "tta": False}  # inference params of predict()
 WARM_UP_BATCHES = (1, 64)  # batch sizes run once in load_context, so no request pays the tracing
 
 
@@ -88,13 +88,13 @@ def pad_batch(images: list[np.ndarray], width: int | None, stride: int) -> tuple
     return np.stack([pad_to_width(image, target) for image in images])[..., np.newaxis], widths
 
 
-def check_params(params: dict | None, has_language: bool) -> tuple[str, int]:
-    """``decoder`` and ``beam_width`` of a request, checked (``has_language``: whether the model
-    carries a language model for ``beam_lm``).
+def check_params(params: dict | None, has_language: bool) -> tuple[str, int, bool]:
+    """``decoder``, ``beam_width`` and ``tta`` of a request, checked (``has_language``: whether
+    the model carries a language model for ``beam_lm``).
 
     Raises:
         InvalidRequestError: an unknown decoder, ``beam_lm`` for a model without a language model,
-            or a beam width that is not a positive integer.
+            a beam width that is not a positive integer, or a ``tta`` that is not true or false.
     """
     from hwr.config.prediction import DECODERS
 
@@ -112,7 +112,11 @@ def check_params(params: dict | None, has_language: bool) -> tuple[str, int]:
         beam_width = 0
     if beam_width < 1:
         raise InvalidRequestError(f"beam_width={params['beam_width']!r}: expected a positive integer")
-    return decoder, beam_width
+    tta = params["tta"]
+    tta = {"true": True, "false": False}.get(tta.strip().lower(), tta) if isinstance(tta, str) else tta
+    if not isinstance(tta, (bool, np.bool_)):
+        raise InvalidRequestError(f"tta={params['tta']!r}: expected true or false")
+    return decoder, beam_width, bool(tta)
 
 
 class HwrPredictionModel(mlflow.pyfunc.PythonModel):
@@ -187,7 +191,8 @@ class HwrPredictionModel(mlflow.pyfunc.PythonModel):
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         """``params`` (optional): ``decoder`` (``greedy``, the default, ``beam``, or ``beam_lm`` with
-        the model's language model) and ``beam_width`` (int, default 10).
+        the model's language model), ``beam_width`` (int, default 10) and ``tta`` (bool, default
+        false: average the image's and two slanted copies' probabilities, :mod:`hwr.model.tta`).
 
         Returns:
             ``text``, ``confidence`` and ``error`` per input row; a row that is not a usable image
@@ -204,13 +209,13 @@ class HwrPredictionModel(mlflow.pyfunc.PythonModel):
             raise InvalidRequestError(f"input has no column {IMAGE_COLUMN!r}; columns: {list(model_input.columns)}")
         if len(model_input) == 0:
             raise InvalidRequestError(f"the request has no rows: send one base64 PNG/JPEG per row in column {IMAGE_COLUMN!r}")
-        decoder, beam_width = check_params(params, self.language is not None)
+        decoder, beam_width, tta = check_params(params, self.language is not None)
         images, widths, errors = self.preprocess(model_input[IMAGE_COLUMN])
         texts, confidence = [""] * len(errors), np.zeros(len(errors), np.float64)
         if len(images):
             good_texts, good_conf = transcribe(self.model, self.charset, images, decoder=decoder,
                                                beam_width=beam_width, predictor=self.predictor, widths=widths,
-                                               language=self.language)
+                                               language=self.language, tta=tta)
             for row, text, conf in zip((i for i, e in enumerate(errors) if not e), good_texts, good_conf):
                 texts[row], confidence[row] = text, float(conf)
         return pd.DataFrame({"text": texts, "confidence": confidence, "error": errors})

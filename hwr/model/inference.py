@@ -14,6 +14,7 @@ from hwr.data.geometry import round_up
 from hwr.model.crnn import width_stride
 from hwr.model.decode import decode
 from hwr.model.language import LanguageModel
+from hwr.model.tta import averaged_probs
 
 _FUNCTIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> {input shape: tf.function}
 _LOCK = threading.Lock()
@@ -133,13 +134,15 @@ def transcribe(model: keras.Model, charset: Charset, images: np.ndarray, batch_s
                decoder: str = "greedy", beam_width: int = 10,
                predictor: BatchingPredictor | None = None,
                widths: np.ndarray | None = None,
-               language: LanguageModel | None = None) -> tuple[list[str], np.ndarray]:
+               language: LanguageModel | None = None, tta: bool = False) -> tuple[list[str], np.ndarray]:
     """Transcription of ``(n, height, width, 1)`` float32 images; ``decoder`` is ``greedy``
     (default), ``beam`` (with ``beam_width``) or ``beam_lm`` (with the ``language`` model), see
     :func:`hwr.model.decode.decode`. With a
     ``predictor`` (a :class:`BatchingPredictor` of ``model``) the forward passes go through it.
     ``widths``: ``(n,)`` pixels of each image's content, for a model of free input width (images
     are batched by width and each batch cut to its widest; ignored by a fixed-width model).
+    ``tta``: decode the probabilities averaged over the image and two slanted copies
+    (:func:`hwr.model.tta.averaged_probs`, three forward passes).
 
     Returns:
         ``n`` texts and ``(n,)`` float32 confidences in [0, 1].
@@ -150,7 +153,8 @@ def transcribe(model: keras.Model, charset: Charset, images: np.ndarray, batch_s
     confidences = np.zeros(n, np.float32)
     for rows, width in width_batches(np.asarray(widths) if free else None, n, batch_size, width_stride(model)):
         batch = images[rows] if width is None else images[rows, :, :width]
-        probs = (predict_probs(model, batch, batch_size)[0] if predictor is None else predictor(batch))
+        forward = predictor or (lambda images: predict_probs(model, images, batch_size)[0])
+        probs = averaged_probs(forward, batch) if tta else forward(batch)
         batch_texts, batch_conf = decode(probs, charset, decoder, beam_width, language)
         for row, text in zip(rows, batch_texts):
             texts[row] = text

@@ -80,12 +80,13 @@ def model_labels(uris: list[str]) -> list[str]:
     return labels
 
 
-def load_models(uris: list[str], decoder: str = "greedy") -> list[LoadedModel]:
-    """Load each URI as a pyfunc prediction model that can decode with ``decoder``.
+def load_models(uris: list[str], decoder: str = "greedy", tta: bool = False) -> list[LoadedModel]:
+    """Load each URI as a pyfunc prediction model that can decode with ``decoder`` (and ``tta``).
 
     Raises:
-        ConfigError: a URI that cannot be loaded, a full (training) model, or ``decoder=beam_lm``
-            for a model without a language model (logged before models carried one).
+        ConfigError: a URI that cannot be loaded, a full (training) model, ``decoder=beam_lm``
+            for a model without a language model (logged before models carried one), or ``tta``
+            for a model logged before the pyfunc took it.
     """
     models = []
     for uri, label in zip(uris, model_labels(uris)):
@@ -99,6 +100,8 @@ def load_models(uris: list[str], decoder: str = "greedy") -> list[LoadedModel]:
         artifacts = model.metadata.flavors.get("python_function", {}).get("artifacts") or {}
         if decoder == "beam_lm" and LANGUAGE_ARTIFACT not in artifacts:
             raise ConfigError(f"decoder=beam_lm: model={uri!r} {NO_LANGUAGE_MODEL}, or train it again")
+        if tta and "tta" not in {p.name for p in getattr(model.metadata.get_params_schema(), "params", [])}:
+            raise ConfigError(f"tta=true: model={uri!r} was logged before the pyfunc took tta; train it again")
         models.append(LoadedModel(uri, label, model))
     return models
 
@@ -106,7 +109,7 @@ def load_models(uris: list[str], decoder: str = "greedy") -> list[LoadedModel]:
 def transcribe_table(table: pd.DataFrame, models: list[LoadedModel], params: dict,
                      batch_size: int) -> dict[str, pd.DataFrame]:
     """Stream the image table through every model, ``batch_size`` images at a time (``params``:
-    the pyfunc's ``decoder``, ``beam_width``); returns one prediction table per model label, with
+    the pyfunc's ``decoder``, ``beam_width``, ``tta``); returns one prediction table per model label, with
     ``prediction`` and ``confidence`` added (empty / NaN for unreadable rows)."""
     parts: dict[str, list[pd.DataFrame]] = {m.label: [] for m in models}
     with tqdm(total=len(table), unit="img", desc="predict", mininterval=1.0) as bar:
@@ -125,7 +128,7 @@ def transcribe_table(table: pd.DataFrame, models: list[LoadedModel], params: dic
 def transcribe(table: pd.DataFrame, models: list[LoadedModel], cfg: PredictConfig) -> dict[str, pd.DataFrame]:
     """:func:`transcribe_table` here (``backend=local``) or on Spark (``backend=spark``,
     :func:`hwr.prediction.spark.transcribe_on_spark`): the same tables either way."""
-    params = {"decoder": cfg.decoder, "beam_width": cfg.beam_width}
+    params = {"decoder": cfg.decoder, "beam_width": cfg.beam_width} | ({"tta": True} if cfg.tta else {})
     if cfg.backend == "local":
         return transcribe_table(table, models, params, cfg.batch_size)
     from hwr.mlflow.spark import master_url
@@ -199,7 +202,7 @@ def run_predict(cfg: PredictConfig) -> PredictResult:
     pages = cfg.replace(data=data.data) if "xml" in table else None  # page files are written beside the view's
     table = table.head(cfg.max_images) if cfg.max_images else table
     lexicon = Lexicon.load(cfg.lexicon_path(), cfg.lexicon_threshold) if cfg.lexicon_path() else None
-    models = load_models(cfg.model_uris(), cfg.decoder)
+    models = load_models(cfg.model_uris(), cfg.decoder, cfg.tta)
     output = Path(cfg.output)
     report_dir = output.with_name(output.stem + "_report")
     with mlflow.start_run(log_system_metrics=cfg.system_metrics) as run:

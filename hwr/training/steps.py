@@ -75,11 +75,11 @@ def datasets(cfg: TrainConfig, data: PreparedData, first_epoch: int = 0):
 
 
 def evaluate(model: keras.Model, data: PreparedData, split: str, decoder: str = "greedy",
-             language: LanguageModel | None = None) -> dict[str, float]:
+             language: LanguageModel | None = None, tta: bool = False) -> dict[str, float]:
     """CER and WER of a prediction model on one split, decoded with ``decoder`` (``beam_lm``: with
-    the ``language`` model, beam width 10)."""
+    the ``language`` model, beam width 10), with test-time augmentation where ``tta``."""
     images, widths = data.model_input(split)
-    texts, _ = transcribe(model, data.charset, images, widths=widths, decoder=decoder, language=language)
+    texts, _ = transcribe(model, data.charset, images, widths=widths, decoder=decoder, language=language, tta=tta)
     return {"cer": metrics.cer(data.texts(split), texts), "wer": metrics.wer(data.texts(split), texts)}
 
 
@@ -100,7 +100,9 @@ def log_data_summary(data: PreparedData, cfg: DataConfig) -> dict:
 def log_results(full: keras.Model, data: PreparedData, history: pd.DataFrame, best_cer: float,
                 best_epoch: int, extra_metadata: dict | None = None, test_dataset=None) -> TrainResult:
     """Test evaluation (greedy: ``test_cer``, ``test_wer``; with the character n-gram language
-    model of the training labels: ``test_cer_beam_lm``, ``test_wer_beam_lm``), final metrics,
+    model of the training labels: ``test_cer_beam_lm``, ``test_wer_beam_lm``; each also with
+    test-time augmentation, :mod:`hwr.model.tta`: ``test_cer_tta``, ``test_cer_beam_lm_tta`` and
+    their WERs), final metrics,
     history CSV and both models logged to the active run (the prediction model with that language
     model).
 
@@ -110,15 +112,17 @@ def log_results(full: keras.Model, data: PreparedData, history: pd.DataFrame, be
     """
     language = LanguageModel.from_texts(data.texts("train"), data.charset)
     recognizer = prediction_model(full)
-    test = evaluate(recognizer, data, "test")
-    with_lm = evaluate(recognizer, data, "test", "beam_lm", language)
+    evaluations = {"": evaluate(recognizer, data, "test"),
+                   "_beam_lm": evaluate(recognizer, data, "test", "beam_lm", language),
+                   "_tta": evaluate(recognizer, data, "test", tta=True),
+                   "_beam_lm_tta": evaluate(recognizer, data, "test", "beam_lm", language, tta=True)}
     run_id = mlflow.active_run().info.run_id
     examples = data.frames["test"]["path"].head(2).tolist()
-    metrics = {"test_cer": test["cer"], "test_wer": test["wer"], "test_cer_beam_lm": with_lm["cer"],
-               "test_wer_beam_lm": with_lm["wer"]}
-    print(f"best val_cer {best_cer:.4f} (epoch {best_epoch}); test_cer {test['cer']:.4f}, "
-          f"test_wer {test['wer']:.4f}; with the language model (decoder=beam_lm) test_cer "
-          f"{with_lm['cer']:.4f}, test_wer {with_lm['wer']:.4f}", flush=True)
+    metrics = {f"test_{name}{how}": value for how, result in evaluations.items() for name, value in result.items()}
+    print(f"best val_cer {best_cer:.4f} (epoch {best_epoch}); test_cer {metrics['test_cer']:.4f}, test_wer "
+          f"{metrics['test_wer']:.4f}; with the language model (decoder=beam_lm) test_cer "
+          f"{metrics['test_cer_beam_lm']:.4f}; with test-time augmentation (tta=true) test_cer "
+          f"{metrics['test_cer_tta']:.4f}, with both {metrics['test_cer_beam_lm_tta']:.4f}", flush=True)
     try:
         runs.log_metrics({"best_val_cer": best_cer, "best_epoch": best_epoch})
         runs.log_frame(history, "history.csv")
@@ -134,7 +138,7 @@ def log_results(full: keras.Model, data: PreparedData, history: pd.DataFrame, be
         raise ModelsNotLogged(f"the models could not be logged to MLflow ({record['error']}); they are saved in "
                               f"{folder}; log and register them into run {run_id} later with: "
                               f"python -m entrypoints.log_saved {folder}") from exc
-    return TrainResult(run_id, best_cer, test["cer"], test["wer"], best_epoch, models)
+    return TrainResult(run_id, best_cer, metrics["test_cer"], metrics["test_wer"], best_epoch, models)
 
 
 def register_saved(folder) -> tuple[TrainResult, dict[str, int] | None]:
