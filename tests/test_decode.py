@@ -47,24 +47,3 @@ def test_empty_batch_and_unknown_decoder():
     assert decode(empty, CHARSET, "beam")[0] == [] and decode(empty, CHARSET)[0] == []
     with pytest.raises(ValueError, match="decoder='viterbi'"):
         decode(frames([1.0, 0.0, 0.0]), CHARSET, "viterbi")
-
-
-def test_tta_shears_about_the_middle_row_and_averages_the_copies_probabilities():
-    from hwr.model.tta import SLANTS, averaged_probs, slanted
-
-    image = np.ones((1, 8, 16, 1), np.float32)
-    image[0, :, 8] = 0.0  # a vertical stroke at x = 8
-    assert slanted(image, 0.0) is image
-    out = slanted(image, 0.5)  # output (x, y) samples the input at x + 0.5 (y - 4)
-    assert out.shape == image.shape and out.dtype == np.float32
-    assert out[0, 4, 8, 0] == 0.0 and out[0, 0, 10, 0] == 0.0 and out[0, 0, 8, 0] == 1.0
-    assert out[0, 0, :2, 0].min() == 1.0  # uncovered pixels are background
-    seen = []
-
-    def forward(images):
-        seen.append(images)
-        return np.full((len(images), 3, 2), images.mean(), np.float32)
-
-    probs = averaged_probs(forward, image)
-    assert len(seen) == len(SLANTS) and seen[0] is image
-    assert probs.shape == (1, 3, 2) and np.allclose(probs, np.mean([s.mean() for s in seen]))

@@ -197,28 +197,6 @@ def test_spark_backend_gives_the_same_table_as_local(use_store, tmp_path):
 
 
 @pytest.mark.slow
-def test_predict_with_tta_gives_what_the_model_gives_with_tta(use_store, tmp_path):
-    import base64
-
-    import mlflow
-
-    from hwr.prediction.predict import run_predict
-
-    folder = tmp_path / "scans"
-    folder.mkdir()
-    for i, src in enumerate(sorted((DHSD / "images").rglob("*.png"))[:6]):
-        shutil.copy(src, folder / f"img{i}.png")
-    run_predict(PredictConfig(model="models:/hwr-crnn/1", data=str(folder), tta=True, output=str(tmp_path / "t.csv")))
-    table = read_csv(tmp_path / "t.csv")
-    frame = pd.DataFrame({"image": [base64.b64encode((folder / i).read_bytes()).decode() for i in table.image]})
-    model = mlflow.pyfunc.load_model("models:/hwr-crnn/1")
-    assert table.prediction.tolist() == model.predict(frame, params={"tta": True}).text.tolist()
-    assert table.confidence.to_numpy() == pytest.approx(
-        model.predict(frame, params={"tta": True}).confidence.to_numpy(), abs=1e-5)
-    assert table.confidence.to_numpy() != pytest.approx(model.predict(frame).confidence.to_numpy(), abs=1e-5)
-
-
-@pytest.mark.slow
 def test_two_models_parent_and_children(use_store, tmp_path):
     from mlflow import MlflowClient
 

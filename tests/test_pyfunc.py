@@ -263,21 +263,3 @@ def test_logged_model_carries_its_language_model_and_decodes_with_it_on_request(
     plain = mlflow.pyfunc.load_model(without.prediction_uri).unwrap_python_model()
     with pytest.raises(InvalidRequestError, match="carries no language model"):
         plain.predict(None, frame, params={"decoder": "beam_lm"})
-
-
-def test_tta_decodes_the_average_of_the_image_and_its_slanted_copies(pyfunc):
-    from hwr.model.decode import greedy_decode
-    from hwr.model.inference import predict_probs
-    from hwr.model.tta import averaged_probs
-
-    paths = sorted((DHSD / "images/writer1").glob("*.png"))[:3]
-    frame = pd.DataFrame({"image": [b64(p.read_bytes()) for p in paths]})
-    out = pyfunc.predict(None, frame, params={"tta": True})
-    images, _, _ = pyfunc.preprocess(frame.image)
-    texts, confidence = greedy_decode(averaged_probs(lambda x: predict_probs(pyfunc.model, x)[0], images),
-                                      pyfunc.charset)
-    assert out.text.tolist() == texts and np.allclose(out.confidence, confidence, atol=1e-5)
-    assert not np.allclose(pyfunc.predict(None, frame).confidence, out.confidence, atol=1e-5)
-    assert pyfunc.predict(None, frame, params={"tta": "true"}).text.tolist() == texts
-    with pytest.raises(InvalidImageError, match="tta='maybe': expected true or false"):
-        pyfunc.predict(None, frame, params={"tta": "maybe"})
