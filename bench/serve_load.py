@@ -310,7 +310,8 @@ def save_noop(folder: Path) -> str:
     code = folder / "noop_code.py"
     code.write_text(NOOP_CODE)
     example = pd.DataFrame({"image": ["aGk="]})
-    mlflow.pyfunc.save_model(str(folder / "noop"), python_model=str(code), code_paths=[str(write_code(["hwr.mlflow.pyfunc"], folder / "code"))],
+    mlflow.pyfunc.save_model(str(folder / "noop"), python_model=str(code),
+                             code_paths=[str(write_code(["hwr.mlflow.pyfunc"], folder / "code"))],
                              pip_requirements=model_requirements(), signature=prediction_signature(example))
     return str(folder / "noop")
 

@@ -96,6 +96,7 @@ def check_params(params: dict | None, has_language: bool) -> tuple[str, int, boo
         InvalidRequestError: an unknown decoder, ``beam_lm`` for a model without a language model,
             a beam width that is not a positive integer, or a ``tta`` that is not true or false.
     """
+    from hwr.config.params import parse_bool
     from hwr.config.prediction import DECODERS
 
     params = {**DEFAULT_PARAMS, **(params or {})}
@@ -112,11 +113,11 @@ def check_params(params: dict | None, has_language: bool) -> tuple[str, int, boo
         beam_width = 0
     if beam_width < 1:
         raise InvalidRequestError(f"beam_width={params['beam_width']!r}: expected a positive integer")
-    tta = params["tta"]
-    tta = {"true": True, "false": False}.get(tta.strip().lower(), tta) if isinstance(tta, str) else tta
-    if not isinstance(tta, (bool, np.bool_)):
-        raise InvalidRequestError(f"tta={params['tta']!r}: expected true or false")
-    return decoder, beam_width, bool(tta)
+    try:
+        tta = parse_bool(params["tta"])
+    except ValueError:
+        raise InvalidRequestError(f"tta={params['tta']!r}: expected true or false") from None
+    return decoder, beam_width, tta
 
 
 class HwrPredictionModel(mlflow.pyfunc.PythonModel):

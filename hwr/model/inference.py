@@ -151,9 +151,9 @@ def transcribe(model: keras.Model, charset: Charset, images: np.ndarray, batch_s
     free = widths is not None and model_image_shape(model, tuple(images.shape[1:]))[1:2] == (None,)
     texts: list[str] = [""] * n
     confidences = np.zeros(n, np.float32)
+    forward = predictor or (lambda batch: predict_probs(model, batch, batch_size)[0])
     for rows, width in width_batches(np.asarray(widths) if free else None, n, batch_size, width_stride(model)):
         batch = images[rows] if width is None else images[rows, :, :width]
-        forward = predictor or (lambda images: predict_probs(model, images, batch_size)[0])
         probs = averaged_probs(forward, batch) if tta else forward(batch)
         batch_texts, batch_conf = decode(probs, charset, decoder, beam_width, language)
         for row, text in zip(rows, batch_texts):
