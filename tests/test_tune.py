@@ -114,7 +114,7 @@ def test_tpe_search_nests_trials_and_registers_best_as_challenger(tmp_path, trac
     for kid in kids:
         assert kid.data.params["dense_units"] in ("16", "32") and "lr" in kid.data.params
         assert kid.data.params["epochs"] == "1" and 0 <= kid.data.metrics["val_cer"] <= 1.5
-    assert kids[0].data.params["lr"] == "0.002" and kids[0].data.params["dense_units"] == "32"  # the baseline
+    assert kids[0].data.params["lr"] == "0.004" and kids[0].data.params["dense_units"] == "32"  # the baseline
     best = min(kids, key=lambda k: k.data.metrics["best_val_cer"])
     assert parent.data.metrics["best_val_cer"] == pytest.approx(best.data.metrics["best_val_cer"])
     assert parent.data.metrics["gain_over_baseline"] == pytest.approx(

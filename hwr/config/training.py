@@ -174,10 +174,11 @@ class TrainConfig(Config):
 
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
-    lr: float = param(2e-3, "peak Adam learning rate: with a time budget (max_minutes) it warms up to it, then "
+    lr: float = param(4e-3, "peak Adam learning rate: with a time budget (max_minutes) it warms up to it, then "
                             "follows a cosine down to lr/20; without one it halves after every 3 epochs "
-                            "without a better val_cer, down to lr/16 (2e-3 beat 1e-3 in 10 equal minutes on "
-                            "DHSD words and Hooker lines, docs/performance.md)", rule=LEARNING_RATE)
+                            "without a better val_cer, down to lr/16 (4e-3 beat 2e-3, and 2e-3 beat 1e-3, in "
+                            "10 equal minutes on DHSD words and Hooker lines, docs/performance.md)",
+                      rule=LEARNING_RATE)
     weight_decay: float = param(0.0, "decoupled weight decay of AdamW (0 = plain Adam; 0.01 with clipnorm=5 gained "
                                         "nothing in 10 DHSD minutes, docs/performance.md)", rule=FRACTION)
     clipnorm: float = param(0.0, "scale each step's gradients down to at most this global L2 norm (0 = no "

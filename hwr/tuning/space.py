@@ -5,7 +5,7 @@ A search-space file is a mapping; every key is optional::
 
     base: default          # start from DEFAULT_SPACE (default) or from "none" (tune only what is listed)
     params:
-      lr: {type: loguniform, low: 1.0e-4, high: 3.0e-3}   # low/high are the values, not their logs
+      lr: {type: loguniform, low: 1.0e-4, high: 1.0e-2}   # low/high are the values, not their logs
       batch_size: [16, 32]                                  # a list is a choice
       dense_units: {type: quniform, low: 64, high: 256, q: 32}
       dropout: {type: uniform, low: 0.0, high: 0.4}
@@ -40,7 +40,7 @@ TYPES = {"choice": ("values",), "uniform": ("low", "high"), "quniform": ("low", 
          "loguniform": ("low", "high"), "qloguniform": ("low", "high", "q")}
 
 DEFAULT_SPACE: dict[str, object] = {
-    "lr": {"type": "loguniform", "low": 1e-4, "high": 3e-3},
+    "lr": {"type": "loguniform", "low": 1e-4, "high": 1e-2},
     "batch_size": {"type": "choice", "values": [16, 32, 64]},
     "kernel_size": {"type": "choice", "values": [3, 5]},
     "conv_filters": {"type": "choice", "values": ["32,64", "32,64,128", "16,32,64"]},
