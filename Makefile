@@ -7,7 +7,7 @@ PORT    ?= 5001
 # the MLflow experiment of the verbs' runs (as hwr.mlflow.runs.DEFAULT_EXPERIMENT for direct runs)
 EXPERIMENT ?= hwr
 
-.PHONY: venv venv-gpu venv-spark venv-server venv-tools train tune finetune promote predict test test-fast docs ui serve dockerfile bench server server-stop spark spark-stop clean
+.PHONY: venv venv-gpu venv-spark venv-server venv-tools fonts train tune finetune pretrain promote predict test test-fast docs ui serve dockerfile bench server server-stop spark spark-stop clean
 
 venv: $(VENV)/.installed
 
@@ -50,11 +50,22 @@ venv-tools: .venv-tools/.installed  ## test tools in their own environment: OCR-
 	$(call uv_env,.venv-tools,requirements-tools.txt)
 	touch $@
 
+# handwriting-like fonts from Debian for `pretrain` (its synthetic lines); tests use matplotlib's DejaVu fonts
+# (the files used are hwr.data.synthetic.DEBIAN_FONTS)
+FONT_PACKAGES = fonts-dkg-handwriting fonts-breip fonts-dancingscript fonts-kristi fonts-ecolier-court \
+	fonts-comic-neue fonts-kaushanscript fonts-joscelyn
+
+fonts:               ## optional: Debian's handwriting-like fonts for `make pretrain` (needs root: apt-get)
+	apt-get install -y -q --no-install-recommends $(FONT_PACKAGES)
+
 train: venv          ## make train ARGS="-P lr=0.001 -P epochs=30"
 	mlflow run . -e train --env-manager local --experiment-name $(EXPERIMENT) $(ARGS)
 
 tune: venv           ## make tune ARGS="-P max_evals=12 -P trial_epochs=3"
 	mlflow run . -e tune --env-manager local --experiment-name $(EXPERIMENT) $(ARGS)
+
+pretrain: venv       ## make pretrain ARGS="-P corpus=../shared/data/hooker": synthetic lines -> a registered base model
+	mlflow run . -e pretrain --env-manager local --experiment-name $(EXPERIMENT) $(ARGS)
 
 finetune: venv       ## make finetune ARGS="-P base_model=models:/hwr-crnn-full@champion -P data=..."
 	mlflow run . -e finetune --env-manager local --experiment-name $(EXPERIMENT) $(ARGS)

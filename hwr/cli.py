@@ -87,7 +87,7 @@ def markdown_table(config: type[Config], shared: dict[str, tuple[str, str]] | No
 
 def readme_tables() -> dict[str, str]:
     """Every verb's README parameter table, by verb."""
-    from hwr.config import FinetuneConfig, PredictConfig, PromoteConfig, TrainConfig
+    from hwr.config import FinetuneConfig, PredictConfig, PretrainConfig, PromoteConfig, TrainConfig
     from hwr.tuning.config import TuneConfig
 
     return {
@@ -96,6 +96,9 @@ def readme_tables() -> dict[str, str]:
         "tune": markdown_table(TuneConfig, {"train": ("train", "the value of every parameter the search space does not "
                                                       "vary; `model_name`, `full_model_name` and `register` apply to "
                                                       "the registration of the best trial")}),
+        "pretrain": markdown_table(PretrainConfig, {"train": ("train", "the collection the base model is for (its "
+                                                              "training labels give the text, its training images "
+                                                              "the geometry) and the training settings")}),
         "predict": markdown_table(PredictConfig),
         "promote": markdown_table(PromoteConfig, {"data": ("train", "the evaluation data, read as `train` reads it "
                                                           "(the same split: keep `seed` and the fractions)")}),

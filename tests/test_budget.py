@@ -19,6 +19,18 @@ def test_budget_learning_rate_warms_up_then_follows_a_cosine_to_the_deadline():
     assert budget_learning_rate(1.7, lr) == pytest.approx(0.0005)  # past it: stays there
 
 
+def test_finetune_budget_goes_to_phase_two_less_what_phase_one_took():
+    from hwr.config import FinetuneConfig
+    from hwr.training.finetune import phase_minutes
+
+    budget = FinetuneConfig().replace(max_minutes=2.0)
+    assert phase_minutes(budget, 1, 0.0) == 0.0  # phase 1 runs its epochs, unplanned
+    assert phase_minutes(budget, 2, 30.0) == pytest.approx(1.5)
+    assert phase_minutes(budget, 2, 0.0) == pytest.approx(2.0)  # phase 1 skipped
+    assert phase_minutes(budget, 2, 150.0) < 0  # phase 1 used it all: phase 2 is skipped
+    assert phase_minutes(FinetuneConfig(), 2, 30.0) == 0.0  # no budget
+
+
 def test_time_budget_sets_the_rate_stops_at_the_deadline_and_counts_earlier_time():
     import keras
 

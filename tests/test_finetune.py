@@ -182,6 +182,21 @@ def test_two_phases_continue_steps_and_register_with_lineage(store):
         assert str(client.get_model_version_by_alias(name, "challenger").version) == str(newest.version)
 
 
+def test_a_time_budget_plans_phase_two_and_stops_it_at_the_deadline(store):
+    from mlflow import MlflowClient
+
+    from hwr.training.finetune import run_finetune
+
+    result = run_finetune(finetune_config(store, head_epochs=0, full_epochs=1000, full_lr=0.004, max_minutes=0.25,
+                                          register=False))
+    client = MlflowClient()
+    epochs = client.get_metric_history(result.run_id, "val_cer")
+    rates = [m.value for m in sorted(client.get_metric_history(result.run_id, "learning_rate"), key=lambda m: m.step)]
+    assert 2 <= len(epochs) < 1000  # the deadline, not full_epochs, ended it
+    assert max(rates) <= 0.004 + 1e-9 and rates[-1] < max(rates) / 2  # the cosine down towards full_lr / 20
+    assert client.get_run(result.run_id).data.params["max_minutes"] == "0.25"
+
+
 class Interrupt(keras.callbacks.Callback):
     """Stops the process (as a Ctrl-C would) when phase 2 begins its 2nd epoch."""
 

@@ -11,11 +11,12 @@ import yaml
 
 from conftest import ROOT
 from hwr.cli import build_parser, readme_tables, rewrite_readme
-from hwr.config import FinetuneConfig, PredictConfig, TrainConfig
+from hwr.config import FinetuneConfig, PredictConfig, PretrainConfig, TrainConfig
 from hwr.errors import ConfigError
 from hwr.tuning.config import TuneConfig
 
-VERBS = {"train": TrainConfig, "finetune": FinetuneConfig, "predict": PredictConfig, "tune": TuneConfig}
+VERBS = {"train": TrainConfig, "finetune": FinetuneConfig, "predict": PredictConfig, "tune": TuneConfig,
+         "pretrain": PretrainConfig}
 
 
 def test_readme_tables_are_generated_from_the_declarations():

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from hwr.config import FinetuneConfig, TrainConfig
-from hwr.config import PredictConfig, PromoteConfig
+from hwr.config import PredictConfig, PretrainConfig, PromoteConfig
 from hwr.tuning.config import TuneConfig
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,6 +30,7 @@ CODE_DEFAULTS = {
     "finetune": lambda: FinetuneConfig().flat_params(),
     "predict": lambda: PredictConfig().flat_params(),
     "promote": lambda: PromoteConfig().flat_params(),
+    "pretrain": lambda: PretrainConfig().flat_params(),
     "tune": _tune_defaults,
 }
 

@@ -231,6 +231,13 @@ class FinetuneConfig(Config):
                            rule=LEARNING_RATE)
     patience: int = param(5, "per phase: stop after this many epochs without a better val_cer (0 = never)",
                           rule=COUNT)
+    max_minutes: float = param(0.0, "training time of the whole fine-tuning in minutes (0 = none): phase 1 runs "
+                                    "its epochs, then phase 2 trains for the minutes left with train's schedule "
+                                    "(full_lr warmed up to over the first 5 %, then a cosine down to full_lr/20 "
+                                    "at the deadline) and stops there with the best epoch's weights; full_epochs "
+                                    "still caps it. E.g. head_epochs=0 full_epochs=200 full_lr=0.004 "
+                                    "max_minutes=42 trains a pretrained base model like train trains a new one",
+                               rule=MINUTES)
     freeze_until: str = param("auto", "phase 1 freezes this layer and every layer before it; auto = the last "
                                       "layer with weights before the output layer (bilstm2 with the default "
                                       "sequence layers), so only the output layer trains. Layer names: conv1, "

@@ -119,8 +119,8 @@ def carried_best(state: TrainingState | None) -> tuple[float, int, dict | None]:
 
 def run_phases(model: keras.Model, cfg: FinetuneConfig, train_cfg: TrainConfig, data: PreparedData,
                resume: TrainingState | None = None):
-    """Phase 1 (frozen up to ``freeze_until``) then phase 2 (all trainable); steps continue
-    across phases, and every epoch ends with a checkpoint (its ``phase`` and the best epoch of the
+    """Phase 1 (frozen up to ``freeze_until``) then phase 2 (all trainable, within what is left of
+    ``max_minutes``: :func:`phase_minutes`); steps continue across phases, and every epoch ends with a checkpoint (its ``phase`` and the best epoch of the
     phases before it). ``resume``: skip the phases before the checkpoint's and continue its phase.
     The model ends with the weights of the best epoch of either phase.
 
@@ -134,9 +134,15 @@ def run_phases(model: keras.Model, cfg: FinetuneConfig, train_cfg: TrainConfig, 
     offset = int(resume.extra.get("offset", 0)) if resume else 0
     earlier = [h for h in resume.history if h["epoch"] <= offset] if resume else []
     histories = [pd.DataFrame(earlier)] if earlier else []
+    head_s = float(resume.extra.get("head_s", 0.0)) if resume else 0.0
     for phase, epochs, lr, lr_param in plan:
         if not epochs or (resume is not None and phase < resume.phase):
             continue
+        minutes = phase_minutes(cfg, phase, head_s)
+        if minutes < 0:
+            print(f"phase 2 skipped: phase 1 used the {cfg.max_minutes:g}-minute budget", flush=True)
+            continue
+        phase_started = time.monotonic()
         if phase == 1:
             frozen = transfer.freeze_until(model, cfg.freeze_until)
             print(f"phase 1: {len(frozen)} frozen layers ({', '.join(frozen)})", flush=True)
@@ -149,17 +155,29 @@ def run_phases(model: keras.Model, cfg: FinetuneConfig, train_cfg: TrainConfig, 
         offset = sum(len(h) for h in histories)
         carry = pack_layers(CARRY, best[2]) if best[2] is not None else {}
         checkpoint = Checkpoint(log_checkpoint, params, state, phase, {"offset": offset, "best_cer": best[0],
-                                "best_epoch": best[1]}, pd.concat(histories).to_dict("records") if histories else [],
-                                carry)
+                                "best_epoch": best[1], "head_s": head_s},
+                                pd.concat(histories).to_dict("records") if histories else [], carry)
         history, callback = fit(model, train_ds, val_ds, val_images, data.texts("val"), data.charset, epochs,
                                 cfg.patience, phase_logger(phase), step_offset=offset, extra_logs={"phase": phase},
-                                checkpoint=checkpoint, val_widths=val_widths)
+                                checkpoint=checkpoint, max_minutes=minutes, val_widths=val_widths)
+        if phase == 1:
+            head_s += time.monotonic() - phase_started
         histories.append(history)
         if callback.best_cer < best[0]:
             best = (callback.best_cer, offset + callback.best_epoch + 1, transfer.layer_weights(model))
     transfer.unfreeze(model)
     transfer.set_layer_weights(model, best[2])
     return pd.concat(histories, ignore_index=True), best[0], best[1]
+
+
+def phase_minutes(cfg: FinetuneConfig, phase: int, head_s: float) -> float:
+    """The time budget of ``phase`` in minutes for :func:`hwr.training.fit.fit`: 0 (none) for
+    phase 1 and without ``max_minutes``; for phase 2 the minutes phase 1 (``head_s`` seconds) left,
+    negative when it left none."""
+    if phase == 1 or not cfg.max_minutes:
+        return 0.0
+    left = cfg.max_minutes - head_s / 60
+    return left if left > 0 else -1.0
 
 
 def pack_layers(prefix: str, weights: dict[str, list]) -> dict:
