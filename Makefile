@@ -64,7 +64,7 @@ train: venv          ## make train ARGS="-P lr=0.001 -P epochs=30"
 tune: venv           ## make tune ARGS="-P max_evals=12 -P trial_epochs=3"
 	mlflow run . -e tune --env-manager local --experiment-name $(EXPERIMENT) $(ARGS)
 
-pretrain: venv       ## make pretrain ARGS="-P corpus=../shared/data/hooker": synthetic lines -> a registered base model
+pretrain: venv       ## make pretrain ARGS="-P data=../shared/data/hooker": synthetic lines -> a registered base model
 	mlflow run . -e pretrain --env-manager local --experiment-name $(EXPERIMENT) $(ARGS)
 
 finetune: venv       ## make finetune ARGS="-P base_model=models:/hwr-crnn-full@champion -P data=..."

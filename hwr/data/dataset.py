@@ -75,6 +75,17 @@ def load_images(frame: pd.DataFrame, height: int, width: int, bad: BadInputLog,
     return stacked, np.asarray(widths, np.int32), frame[keep].reset_index(drop=True)
 
 
+def read_collection(cfg: DataConfig, seed: int) -> pd.DataFrame:
+    """The validated labels of a data set as ``train`` reads them (pages cut into lines, ``s3://``
+    through its local view): :func:`hwr.data.labels.read_labels`'s frame, without loading images.
+
+    Raises:
+        BadInputError: a bad row under policy ``error``.
+    """
+    data = as_csv(local_view(cfg), seed)
+    return read_labels(data, seed, BadInputLog(data.on_bad_input, data.labels_path()))
+
+
 def prepare_data(cfg: DataConfig, model: ModelConfig, seed: int, charset: Charset | None = None) -> PreparedData:
     """Read, validate and load a data set for a model of ``model``'s geometry and frame count
     (``shape=auto`` resolved from the training images: :func:`hwr.data.geometry.pick_geometry`).

@@ -1,7 +1,6 @@
 """Synthetic handwriting-like text lines, for pretraining a base model (the ``pretrain`` verb).
 
-Text comes from a corpus (the training labels of a data set, or a text file): lines are cut from
-its running words at the corpus's own line lengths, so words meet new neighbours. Each line is
+Text comes from a corpus (the training labels of a data set): lines are cut from its running words at the corpus's own line lengths, so words meet new neighbours. Each line is
 drawn in a font that has glyphs for all its characters (Debian's handwriting-like fonts by
 default, ``make fonts``), at a random size, slant, stroke weight, ink and paper grey, slightly
 blurred and noisy, and sometimes cut along ragged top and bottom edges with white outside, as

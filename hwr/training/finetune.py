@@ -22,10 +22,7 @@ from mlflow.models import Model
 
 from hwr.config import FinetuneConfig, ModelConfig, TrainConfig
 from hwr.data.charset import Charset
-from hwr.data.dataset import PreparedData, prepare_data
-from hwr.data.labels import BadInputLog, read_labels
-from hwr.data.pages.lines import as_csv
-from hwr.data.remote import local_view
+from hwr.data.dataset import PreparedData, prepare_data, read_collection
 from hwr.errors import ConfigError
 from hwr.evaluation import metrics
 from hwr.mlflow import runs
@@ -80,8 +77,7 @@ def resolve_base_model(uri: str) -> BaseModel:
 def union_charset(cfg: FinetuneConfig, base: Charset) -> tuple[Charset, str]:
     """The base charset plus the characters of the new training labels it lacks (appended, so
     no base character is renumbered), and those added characters."""
-    data = as_csv(local_view(cfg.data), cfg.seed)
-    frame = read_labels(data, cfg.seed, BadInputLog(data.on_bad_input, data.labels_path()))
+    frame = read_collection(cfg.data, cfg.seed)
     return base.extend(frame.loc[frame.split == "train", "text"])
 
 
@@ -120,8 +116,8 @@ def carried_best(state: TrainingState | None) -> tuple[float, int, dict | None]:
 def run_phases(model: keras.Model, cfg: FinetuneConfig, train_cfg: TrainConfig, data: PreparedData,
                resume: TrainingState | None = None):
     """Phase 1 (frozen up to ``freeze_until``) then phase 2 (all trainable, within what is left of
-    ``max_minutes``: :func:`phase_minutes`); steps continue across phases, and every epoch ends with a checkpoint (its ``phase`` and the best epoch of the
-    phases before it). ``resume``: skip the phases before the checkpoint's and continue its phase.
+    ``max_minutes``: :func:`phase_minutes`); steps continue across phases, and every epoch ends
+    with a checkpoint (its ``phase`` and the best epoch of the phases before it). ``resume``: skip the phases before the checkpoint's and continue its phase.
     The model ends with the weights of the best epoch of either phase.
 
     Returns ``(history, best_val_cer, best_epoch)`` (epoch 1-based over both phases).

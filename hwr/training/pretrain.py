@@ -16,10 +16,8 @@ import mlflow
 
 from hwr.config import DataConfig, PretrainConfig, TrainConfig
 from hwr.data.charset import Charset
+from hwr.data.dataset import read_collection
 from hwr.data.geometry import pick_geometry
-from hwr.data.labels import BadInputLog, read_labels
-from hwr.data.pages.lines import as_csv
-from hwr.data.remote import local_view
 from hwr.data.synthetic import SyntheticSet, cache_key, load_fonts, write_synthetic
 from hwr.mlflow import runs
 from hwr.training.resume import training_run
@@ -36,8 +34,7 @@ def synthetic_training(cfg: PretrainConfig, fonts) -> tuple[TrainConfig, Synthet
         ConfigError: no words in its training labels.
     """
     train = cfg.training()
-    data = as_csv(local_view(train.data), train.seed)
-    frame = read_labels(data, train.seed, BadInputLog(data.on_bad_input, data.labels_path()))
+    frame = read_collection(train.data, train.seed)
     texts = frame.loc[frame.split == "train", "text"].tolist()
     model, picked = pick_geometry(train.model, frame, Charset.from_texts(texts), train.seed)
     folder = Path(cfg.synthetic_cache).expanduser() / cache_key(texts, fonts, cfg.n_lines, train.seed)
@@ -67,7 +64,7 @@ def run_pretrain(cfg: PretrainConfig) -> TrainResult:
                           "synthetic_time_s": time.monotonic() - started})
         mlflow.log_text("\n".join(synthetic.fonts) + "\n", "fonts.txt")
         print(f"synthetic set {synthetic.folder}: {synthetic.written} lines in {len(synthetic.fonts)} fonts "
-              f"({synthetic.skipped} skipped: no font had all their glyphs)", flush=True)
+              f"({synthetic.skipped} skipped: no font could draw them)", flush=True)
         result = train_and_log(train_cfg)
         finish_run(result, train_cfg, register_result(result, train_cfg) if train_cfg.register else None)
     return result
