@@ -53,6 +53,28 @@ def test_corpus_lines_are_runs_of_its_words_at_its_line_lengths():
         corpus_lines(["", "  "], 3, np.random.default_rng(0))
 
 
+def test_lines_stay_within_the_frames_the_model_emits():
+    """A word data set (DHSD: 40 frames at 40 x 160) must not get lines its model cannot emit:
+    words are added only while the line fits, and a lone word too long for it is skipped."""
+    from hwr.data.synthetic import frames_needed
+
+    assert frames_needed("Kiel") == 4 and frames_needed("Hoof") == 5 and frames_needed("ll ll") == 7
+    texts = ["the botanist wrote to Darwin from Kew on the 3rd of May 1851 about seeds and roots"] * 3
+    free = corpus_lines(texts, 200, np.random.default_rng(0))
+    assert max(map(frames_needed, free)) > 20
+    capped = corpus_lines(texts, 200, np.random.default_rng(0), max_frames=20)
+    assert max(map(frames_needed, capped)) <= 20 and max(map(frames_needed, capped)) >= 15
+    assert all(c == f or f.startswith(c + " ") for c, f in zip(capped, free))  # the same runs, cut shorter
+
+
+def test_a_word_too_long_for_the_model_is_skipped_and_counted(dejavu, tmp_path):
+    texts = ["seeds", "roots", "Kew", "Donaudampfschifffahrtsgesellschaft"]
+    written = write_synthetic(tmp_path / "set", texts, dejavu, 60, seed=0, max_frames=12)
+    frame = pd.read_csv(tmp_path / "set" / "labels.csv", keep_default_na=False)
+    assert written.skipped > 0 and written.written == 60 + sum(HELD_OUT.values()) - written.skipped
+    assert frame.text.map(len).max() <= 12 and "Donaudampfschifffahrtsgesellschaft" not in set(frame.text)
+
+
 def test_a_drawn_line_is_dark_ink_on_lighter_paper_and_grows_with_its_text(dejavu):
     rng = np.random.default_rng(0)
     short, long = render_line("seeds", dejavu[0], rng), render_line("seeds and roots from Kew", dejavu[0], rng)

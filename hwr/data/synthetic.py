@@ -27,7 +27,7 @@ from fontTools.ttLib import TTFont
 from PIL import Image, ImageDraw, ImageFont
 from tqdm import tqdm
 
-from hwr.data.charset import nfc
+from hwr.data.charset import ctc_frames_needed, nfc
 from hwr.errors import ConfigError
 
 FONT_ROOT = Path("/usr/share/fonts")
@@ -92,9 +92,17 @@ def load_fonts(spec: str) -> list[Font]:
     return fonts
 
 
-def corpus_lines(texts: list[str], n: int, rng: np.random.Generator) -> list[str]:
+def frames_needed(text: str) -> int:
+    """The CTC frames ``text`` needs (:func:`hwr.data.charset.ctc_frames_needed`: its length plus
+    one per doubled character)."""
+    return ctc_frames_needed([ord(c) for c in text])
+
+
+def corpus_lines(texts: list[str], n: int, rng: np.random.Generator, max_frames: int | None = None) -> list[str]:
     """``n`` lines cut from the running words of ``texts``: each starts at a random word and takes
-    words until it reaches the length (characters) of a randomly drawn corpus line.
+    words until it reaches the length (characters) of a randomly drawn corpus line, never past
+    ``max_frames`` CTC frames (:func:`frames_needed`; the frames the model emits, so that every
+    line with more than one word fits it; a single word that does not is left to the caller).
 
     Raises:
         ConfigError: the corpus has no words.
@@ -107,7 +115,10 @@ def corpus_lines(texts: list[str], n: int, rng: np.random.Generator) -> list[str
     for start, length in zip(rng.integers(0, len(words), n), rng.choice(lengths, n)):
         line, i = words[start], start + 1
         while len(line) < length and i < len(words):
-            line, i = f"{line} {words[i]}", i + 1
+            longer = f"{line} {words[i]}"
+            if max_frames is not None and frames_needed(longer) > max_frames:
+                break
+            line, i = longer, i + 1
         out.append(line)
     return out
 
@@ -186,8 +197,8 @@ def render_line(text: str, font: Font, rng: np.random.Generator, fonts_cache: di
 @dataclass(frozen=True)
 class SyntheticSet:
     """A written synthetic data set: its folder (``labels.csv`` and ``lines/``), the lines written,
-    the lines skipped (no font had glyphs for all their characters, or drew them blank), and the
-    fonts used."""
+    the lines skipped (no font had glyphs for all their characters, or drew them blank, or a word
+    too long for the model's frames), and the fonts used."""
 
     folder: Path
     written: int
@@ -195,20 +206,22 @@ class SyntheticSet:
     fonts: tuple[str, ...]
 
 
-def cache_key(texts: list[str], fonts: list[Font], n_lines: int, seed: int) -> str:
+def cache_key(texts: list[str], fonts: list[Font], n_lines: int, seed: int, max_frames: int | None = None) -> str:
     """A short hash of everything that decides a synthetic set (so an identical request reuses it)."""
     digest = hashlib.sha256(json.dumps([RENDERER_VERSION, n_lines, seed, sorted(map(str, (f.path for f in fonts))),
-                                        texts]).encode())
+                                        texts] + ([max_frames] if max_frames is not None else [])).encode())
     return digest.hexdigest()[:16]
 
 
-def write_synthetic(folder: Path, texts: list[str], fonts: list[Font], n_lines: int, seed: int) -> SyntheticSet:
+def write_synthetic(folder: Path, texts: list[str], fonts: list[Font], n_lines: int, seed: int,
+                    max_frames: int | None = None) -> SyntheticSet:
     """Draw ``n_lines`` training lines plus :data:`HELD_OUT` val and test lines from ``texts``
-    (:func:`corpus_lines`) in ``fonts`` and write them to ``folder`` (``lines/NNNNNN.png``,
-    ``labels.csv``), with a progress bar. A folder that already holds a complete set is reused.
+    (:func:`corpus_lines`, at most ``max_frames`` CTC frames each) in ``fonts`` and write them to
+    ``folder`` (``lines/NNNNNN.png``, ``labels.csv``), with a progress bar. A folder that already
+    holds a complete set is reused.
 
-    A line that no font has all the glyphs of, or whose glyphs its font draws blank, is skipped
-    and counted (``skipped``).
+    A line that no font has all the glyphs of, whose glyphs its font draws blank, or (a single word)
+    that needs more than ``max_frames`` frames, is skipped and counted (``skipped``).
     """
     done = folder / "labels.csv"
     if done.exists():
@@ -219,10 +232,10 @@ def write_synthetic(folder: Path, texts: list[str], fonts: list[Font], n_lines: 
     splits = ["train"] * n_lines + [s for s, k in HELD_OUT.items() for _ in range(k)]
     (folder / "lines").mkdir(parents=True, exist_ok=True)
     rows, skipped, cache = [], 0, {}
-    for i, (text, split) in enumerate(tqdm(list(zip(corpus_lines(texts, len(splits), rng), splits)),
+    for i, (text, split) in enumerate(tqdm(list(zip(corpus_lines(texts, len(splits), rng, max_frames), splits)),
                                            desc="synthetic lines", unit="line", mininterval=2.0)):
         usable = [f for f in fonts if f.covers(text)]
-        if not usable:
+        if not usable or (max_frames is not None and frames_needed(text) > max_frames):
             skipped += 1
             continue
         font = usable[rng.integers(len(usable))]

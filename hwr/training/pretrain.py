@@ -26,7 +26,8 @@ from hwr.training.train import train_and_log
 
 
 def synthetic_training(cfg: PretrainConfig, fonts) -> tuple[TrainConfig, SyntheticSet, dict]:
-    """Read the collection, resolve its geometry, draw (or reuse) the synthetic set; returns the
+    """Read the collection, resolve its geometry, draw (or reuse) the synthetic set, each line within
+    the frames that geometry gives (a word data set's lines are as short as its words); returns the
     training configuration on that set, the set, and the geometry picked (empty when given).
 
     Raises:
@@ -37,9 +38,9 @@ def synthetic_training(cfg: PretrainConfig, fonts) -> tuple[TrainConfig, Synthet
     frame = read_collection(train.data, train.seed)
     texts = frame.loc[frame.split == "train", "text"].tolist()
     model, picked = pick_geometry(train.model, frame, Charset.from_texts(texts), train.seed)
-    folder = Path(cfg.synthetic_cache).expanduser() / cache_key(texts, fonts, cfg.n_lines, train.seed)
-    synthetic = write_synthetic(folder, texts, fonts, cfg.n_lines, train.seed)
-    return dataclasses.replace(train, data=DataConfig(data=str(folder)), model=model), synthetic, picked
+    folder = Path(cfg.synthetic_cache).expanduser() / cache_key(texts, fonts, cfg.n_lines, train.seed, model.time_steps)
+    synthetic = write_synthetic(folder, texts, fonts, cfg.n_lines, train.seed, model.time_steps)
+    return dataclasses.replace(train, data=DataConfig(data=str(synthetic.folder)), model=model), synthetic, picked
 
 
 def run_pretrain(cfg: PretrainConfig) -> TrainResult:
@@ -64,7 +65,7 @@ def run_pretrain(cfg: PretrainConfig) -> TrainResult:
                           "synthetic_time_s": time.monotonic() - started})
         mlflow.log_text("\n".join(synthetic.fonts) + "\n", "fonts.txt")
         print(f"synthetic set {synthetic.folder}: {synthetic.written} lines in {len(synthetic.fonts)} fonts "
-              f"({synthetic.skipped} skipped: no font could draw them)", flush=True)
+              f"({synthetic.skipped} skipped: no font could draw them, or too long for the model)", flush=True)
         result = train_and_log(train_cfg)
         finish_run(result, train_cfg, register_result(result, train_cfg) if train_cfg.register else None)
     return result
