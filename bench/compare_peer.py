@@ -3,7 +3,7 @@ the same split, one system after the other in one process (never both at once).
 
     .venv/bin/python bench/compare_peer.py [--minutes 10] [--data ../shared/data/dhsd ../shared/data/hooker]
                                            [--max-per-split 0] [--png docs/compare_peer.png] [-P NAME=VALUE ...]
-                                           [--variant "NAME=VALUE NAME=VALUE" ...]
+                                           [--variant "NAME=VALUE NAME=VALUE" ...] [--base-model URI]
 
 The peer, written from the keras.io "Handwriting recognition" example's description: 128 x 32
 input, 2 conv blocks (32, 64 filters, 3 x 3, ReLU, 2 x 2 max-pool), dense 64 + dropout 0.2, BiLSTM
@@ -12,7 +12,9 @@ input, 2 conv blocks (32, 64 filters, 3 x 3, ReLU, 2 x 2 max-pool), dense 64 + d
 frames (as in the example); val and test are every row. hwr: ``train``'s defaults (geometry
 picked from the data as ``train`` picks it) with ``max_minutes`` set to the same budget; ``-P``
 overrides hwr's parameters. Each ``--variant`` trains one more hwr system in the same run, with its
-own overrides on top of ``-P`` (a lever tried side by side with the default).
+own overrides on top of ``-P`` (a lever tried side by side with the default); ``--base-model``
+one more that starts from a pretrained full model (``pretrain``'s ``hwr-base-full``): its minutes
+here do not count the pretraining's.
 
 Prints per data set and system: training samples/s (time inside training steps only), epochs,
 test CER/WER (greedy), and the val CER curve against wall minutes; the curves also go to ``--png``.
@@ -157,13 +159,18 @@ def run_peer(data_dir: str, minutes: float, max_per_split: int, seed: int) -> Ou
 
 
 def run_hwr(data_dir: str, minutes: float, max_per_split: int, overrides: dict[str, str],
-            system: str = "hwr default") -> Outcome:
-    """Train and test hwr's default recipe with ``max_minutes=minutes`` on ``data_dir``."""
+            system: str = "hwr default", base_model: str = "") -> Outcome:
+    """Train and test hwr's default recipe with ``max_minutes=minutes`` on ``data_dir``; with
+    ``base_model`` (a full model's URI, e.g. ``pretrain``'s ``models:/hwr-base-full/1``), start from
+    its weights and geometry, as ``finetune -P head_epochs=0`` does, at ``train``'s learning rate."""
     given = {"data": data_dir, "max_per_split": max_per_split, "max_minutes": minutes, **overrides}
     cfg = parse_config(TrainConfig, "hwr", [f"--{name}={value}" for name, value in given.items()])
-    data = prepare_data(cfg.data, cfg.model, cfg.seed)
+    if base_model:
+        model, data = from_base(base_model, cfg)
+    else:
+        data = prepare_data(cfg.data, cfg.model, cfg.seed)
+        model = build_model(dataclasses.replace(cfg, model=data.model), data.charset)
     cfg = dataclasses.replace(cfg, model=data.model)
-    model = build_model(cfg, data.charset)
     train_ds, val_ds = datasets(cfg, data)
     clock, started = StepClock(cfg.batch_size), time.monotonic()
     curve = WallCurve(started)
@@ -175,6 +182,25 @@ def run_hwr(data_dir: str, minutes: float, max_per_split: int, overrides: dict[s
     print(f"hwr: {m.img_height} x {m.img_width} ({'true shape, bucketed' if m.true_width else 'fixed'}), "
           f"{model.count_params():,} parameters", flush=True)
     return Outcome(system, clock.rate(), len(history), test["cer"], test["wer"], curve.curve)
+
+
+def from_base(uri: str, cfg: TrainConfig):
+    """(compiled full model, prepared data): ``uri``'s full model widened to the characters of the
+    training labels it lacks (:func:`hwr.model.transfer.rebuild_with_classes`), data at its geometry."""
+    import mlflow
+
+    from hwr.data.dataset import read_collection
+    from hwr.model import transfer
+    from hwr.model.crnn import compile_model
+    from hwr.training.finetune import resolve_base_model
+
+    base = resolve_base_model(uri)
+    base_full = mlflow.tensorflow.load_model(uri)
+    frame = read_collection(cfg.data, cfg.seed)
+    charset, _ = base.charset.extend(frame.loc[frame.split == "train", "text"])
+    data = prepare_data(cfg.data, transfer.model_config_of(base_full), cfg.seed, charset=charset)
+    model = transfer.rebuild_with_classes(base_full, charset.num_classes, cfg.seed)
+    return compile_model(model, cfg.lr, cfg.weight_decay, cfg.clipnorm), data
 
 
 def plot(results: dict[str, list[Outcome]], path: Path) -> None:
@@ -206,6 +232,9 @@ def main() -> None:
                         help="train only these (e.g. hwr alone, to try a lever)")
     parser.add_argument("--variant", action="append", default=[],
                         help='one more hwr system with these overrides, e.g. "conv_filters=16,32,64 lstm1_units=64"')
+    parser.add_argument("--base-model", default="",
+                        help="one more hwr system that starts from this full model's weights, e.g. "
+                             "models:/hwr-base-full/1 from `pretrain` (MLFLOW_TRACKING_URI names its store)")
     args = parser.parse_args()
     overrides = dict(p.split("=", 1) for p in args.P)
     variants = {text: {**overrides, **dict(p.split("=", 1) for p in text.split())} for text in args.variant}
@@ -219,6 +248,9 @@ def main() -> None:
             outcomes.append(run_hwr(data_dir, args.minutes, args.max_per_split, overrides))
         for text, given in variants.items():
             outcomes.append(run_hwr(data_dir, args.minutes, args.max_per_split, given, f"hwr {text}"))
+        if args.base_model:
+            outcomes.append(run_hwr(data_dir, args.minutes, args.max_per_split, overrides,
+                                    f"hwr from {args.base_model}", args.base_model))
         results[name] = outcomes
         print(f"\n== {name}: {args.minutes:g} min each{' (hwr with ' + ' '.join(args.P) + ')' if args.P else ''} ==")
         width = max(22, *(len(o.system) for o in outcomes))

@@ -51,6 +51,17 @@ def decode_all(batches, n: int, decode) -> tuple[list[str], float]:
     return texts, (time.perf_counter() - started) / n
 
 
+def model_and_data(uri: str, data_dir: str, max_per_split: int = 0):
+    """(the prediction model's inner pyfunc, the data prepared at its geometry with its charset;
+    rows the model cannot read are skipped)."""
+    inner = mlflow.pyfunc.load_model(uri).unwrap_python_model()
+    shape = "true" if getattr(inner, "true_width", False) else "fixed"
+    geometry = ModelConfig(shape=shape, img_height=inner.height, img_width=inner.width)
+    data = prepare_data(DataConfig(data=data_dir, max_per_split=max_per_split, on_bad_input="skip"),
+                        geometry, 42, charset=inner.charset)
+    return inner, data
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="prediction model URI, e.g. models:/hwr-crnn/3")
@@ -61,11 +72,7 @@ def main() -> None:
     parser.add_argument("--beam-width", type=int, default=10)
     parser.add_argument("--max-per-split", type=int, default=0)
     args = parser.parse_args()
-    inner = mlflow.pyfunc.load_model(args.model).unwrap_python_model()
-    shape = "true" if getattr(inner, "true_width", False) else "fixed"
-    geometry = ModelConfig(shape=shape, img_height=inner.height, img_width=inner.width)
-    data = prepare_data(DataConfig(data=args.data, max_per_split=args.max_per_split, on_bad_input="skip"),
-                        geometry, 42, charset=inner.charset)
+    inner, data = model_and_data(args.model, args.data, args.max_per_split)
     lm = CharNgram(data.texts("train"), inner.charset, args.order)
     val, _ = probabilities(inner.model, data, "val")
     grid = [(a, b) for a in ([args.alpha] if args.alpha is not None else (0.3, 0.6, 1.0))

@@ -20,12 +20,9 @@ import argparse
 import time
 
 import cv2
-import mlflow
 import numpy as np
 
-from decoding import decode_all, probabilities
-from hwr.config import DataConfig, ModelConfig
-from hwr.data.dataset import prepare_data
+from decoding import decode_all, model_and_data, probabilities
 from hwr.evaluation import metrics
 from hwr.model.decode import decode
 from hwr.model.tta import slanted
@@ -62,10 +59,7 @@ def main() -> None:
     parser.add_argument("--split", default="test")
     parser.add_argument("--beam-width", type=int, default=10)
     args = parser.parse_args()
-    inner = mlflow.pyfunc.load_model(args.model).unwrap_python_model()
-    shape = "true" if getattr(inner, "true_width", False) else "fixed"
-    geometry = ModelConfig(shape=shape, img_height=inner.height, img_width=inner.width)
-    data = prepare_data(DataConfig(data=args.data, on_bad_input="skip"), geometry, 42, charset=inner.charset)
+    inner, data = model_and_data(args.model, args.data)
     truth, n = data.texts(args.split), len(data.texts(args.split))
     probs, seconds = {}, {}
     for name in DISTORTIONS:
@@ -76,7 +70,7 @@ def main() -> None:
                         for i, (rows, _) in enumerate(probs[names[0]])]
         seconds[label] = sum(seconds[d] for d in names)
     decoders = {"greedy": "greedy"} | ({"beam_lm": "beam_lm"} if inner.language is not None else {})
-    print(f"\n{args.model} on {args.data} {args.split} ({n} images, {shape} shape)")
+    print(f"\n{args.model} on {args.data} {args.split} ({n} images, {'true' if data.model.true_width else 'fixed'} shape)")
     print(f"{'copies averaged':24} {'decoder':8} {'CER':>7} {'WER':>7} {'forward ms/image':>17}")
     for label in probs:
         for decoder in decoders:

@@ -96,3 +96,39 @@ def test_predict_with_tta_gives_what_the_model_gives_with_tta(logged, tmp_path):
     with_tta = model.predict(by_name.reset_index(drop=True), params={"tta": True})
     assert table.prediction.tolist() == with_tta.text.tolist()
     assert pd.to_numeric(table.confidence).to_numpy() == pytest.approx(with_tta.confidence.to_numpy(), abs=1e-5)
+
+
+def test_every_way_of_reading_shares_three_forward_passes_and_reads_as_it_would_alone():
+    """Test evaluation reads greedy, ``beam_lm``, each with and without ``tta``: the image's own pass
+    and the two slanted copies' run once for all four (8 passes before), with the same texts."""
+    import keras
+
+    from hwr.config import ModelConfig
+    from hwr.data.charset import Charset
+    from hwr.model.crnn import build_crnn, prediction_model
+    from hwr.model.inference import predict_probs, transcribe, transcribe_ways
+    from hwr.model.language import LanguageModel
+
+    keras.utils.set_random_seed(0)
+    charset = Charset(tuple("abcdefghij"))
+    cfg = ModelConfig(img_height=32, img_width=64, conv_filters=(4, 8), dense_units=8, lstm1_units=4, lstm2_units=4)
+    model = prediction_model(build_crnn(cfg, charset.num_classes))
+    language = LanguageModel.from_texts(["abc", "bad", "cab", "dice"], charset)
+    images = np.random.default_rng(0).uniform(0, 1, (5, 32, 64, 1)).astype(np.float32)
+    passes = []
+
+    def forward(batch):
+        passes.append(len(batch))
+        return predict_probs(model, batch)[0]
+
+    ways = {"": ("greedy", False), "_beam_lm": ("beam_lm", False), "_tta": ("greedy", True),
+            "_beam_lm_tta": ("beam_lm", True)}
+    read = transcribe_ways(model, charset, images, ways, predictor=forward, language=language)
+    assert passes == [5, 5, 5]
+    for name, (decoder, tta) in ways.items():
+        alone = transcribe(model, charset, images, decoder=decoder, language=language, tta=tta)
+        assert read[name][0] == alone[0] and np.allclose(read[name][1], alone[1], atol=1e-6)
+    assert read[""][0] != read["_beam_lm"][0] or not np.allclose(read[""][1], read["_tta"][1])
+    passes.clear()
+    transcribe_ways(model, charset, images, {"": ("greedy", False)}, predictor=forward)
+    assert passes == [5]

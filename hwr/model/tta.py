@@ -33,9 +33,16 @@ def slanted(images: np.ndarray, slant: float) -> np.ndarray:
                      for image in images]).astype(np.float32)
 
 
+def slanted_probs(forward: Callable[[np.ndarray], np.ndarray], images: np.ndarray,
+                  slants: tuple[float, ...] = SLANTS) -> list[np.ndarray]:
+    """``forward(slanted(images, s))`` for each of ``slants``, in that order: ``(n, time, V + 1)``
+    float32 probabilities each. ``forward`` maps ``(n, height, width, 1)`` images to their
+    ``(n, time, V + 1)`` softmax probabilities."""
+    return [forward(slanted(images, slant)) for slant in slants]
+
+
 def averaged_probs(forward: Callable[[np.ndarray], np.ndarray], images: np.ndarray,
                    slants: tuple[float, ...] = SLANTS) -> np.ndarray:
-    """The mean of ``forward(slanted(images, s))`` over ``slants``: ``(n, time, V + 1)`` float32
-    probabilities, still summing to 1 per frame. ``forward`` maps ``(n, height, width, 1)`` images
-    to their ``(n, time, V + 1)`` softmax probabilities."""
-    return np.mean([forward(slanted(images, slant)) for slant in slants], axis=0, dtype=np.float32)
+    """The mean of :func:`slanted_probs` over ``slants``: ``(n, time, V + 1)`` float32
+    probabilities, still summing to 1 per frame."""
+    return np.mean(slanted_probs(forward, images, slants), axis=0, dtype=np.float32)

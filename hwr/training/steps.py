@@ -29,7 +29,7 @@ from hwr.mlflow.fallback import log_saved, save_unlogged
 from hwr.mlflow.packaging import LoggedModels, log_models
 from hwr.mlflow.registry import AUTO, register
 from hwr.model.crnn import build_crnn, compile_model, prediction_model
-from hwr.model.inference import transcribe
+from hwr.model.inference import transcribe_ways
 from hwr.model.language import LanguageModel
 
 
@@ -78,9 +78,18 @@ def evaluate(model: keras.Model, data: PreparedData, split: str, decoder: str = 
              language: LanguageModel | None = None, tta: bool = False) -> dict[str, float]:
     """CER and WER of a prediction model on one split, decoded with ``decoder`` (``beam_lm``: with
     the ``language`` model, beam width 10), with test-time augmentation where ``tta``."""
+    return evaluate_ways(model, data, split, {"": (decoder, tta)}, language)[""]
+
+
+def evaluate_ways(model: keras.Model, data: PreparedData, split: str, ways: dict[str, tuple[str, bool]],
+                  language: LanguageModel | None = None) -> dict[str, dict[str, float]]:
+    """:func:`evaluate` in each of ``ways`` (name -> ``(decoder, tta)``), sharing the forward passes
+    (:func:`hwr.model.inference.transcribe_ways`): ``{name: {"cer": ..., "wer": ...}}``."""
     images, widths = data.model_input(split)
-    texts, _ = transcribe(model, data.charset, images, widths=widths, decoder=decoder, language=language, tta=tta)
-    return {"cer": metrics.cer(data.texts(split), texts), "wer": metrics.wer(data.texts(split), texts)}
+    truth = data.texts(split)
+    read = transcribe_ways(model, data.charset, images, ways, widths=widths, language=language)
+    return {name: {"cer": metrics.cer(truth, texts), "wer": metrics.wer(truth, texts)}
+            for name, (texts, _) in read.items()}
 
 
 def log_data_summary(data: PreparedData, cfg: DataConfig) -> dict:
@@ -112,10 +121,9 @@ def log_results(full: keras.Model, data: PreparedData, history: pd.DataFrame, be
     """
     language = LanguageModel.from_texts(data.texts("train"), data.charset)
     recognizer = prediction_model(full)
-    evaluations = {"": evaluate(recognizer, data, "test"),
-                   "_beam_lm": evaluate(recognizer, data, "test", "beam_lm", language),
-                   "_tta": evaluate(recognizer, data, "test", tta=True),
-                   "_beam_lm_tta": evaluate(recognizer, data, "test", "beam_lm", language, tta=True)}
+    evaluations = evaluate_ways(recognizer, data, "test", {"": ("greedy", False), "_beam_lm": ("beam_lm", False),
+                                                           "_tta": ("greedy", True), "_beam_lm_tta": ("beam_lm", True)},
+                                language)
     run_id = mlflow.active_run().info.run_id
     examples = data.frames["test"]["path"].head(2).tolist()
     metrics = {f"test_{name}{how}": value for how, result in evaluations.items() for name, value in result.items()}
