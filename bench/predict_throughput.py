@@ -36,7 +36,7 @@ def throughput(model_uri: str, paths: list[str], batch: int, beam_width: int) ->
     """images/s of the pyfunc's ``predict`` per decoder (one warm-up batch first)."""
     import mlflow
 
-    from hwr.prediction.predict import LoadedModel
+    from hwr.prediction.models import LoadedModel
 
     model = LoadedModel(model_uri, "bench", mlflow.pyfunc.load_model(model_uri))
     encoded = [base64.b64encode(Path(p).read_bytes()).decode("ascii") for p in paths]

@@ -56,3 +56,10 @@ def tiny_config(labels: Path, data: Path = DHSD, **changes):
 
     return TrainConfig().replace(**{"data": str(data), "labels": str(labels), "epochs": 1, "max_minutes": 0, "patience": 0,
                                     "batch_size": 16, **TINY_MODEL, **changes}).validate()
+
+
+def dhsd_rows(per_split: dict[str, int], max_len: int = 24) -> pd.DataFrame:
+    """The first DHSD rows of each split whose labels fit a tiny model (<= ``max_len`` characters)."""
+    table = pd.read_csv(DHSD / "labels.csv", dtype=str, keep_default_na=False)
+    table = table[table.text.str.len() <= max_len]
+    return pd.concat([table[table.split == s].head(n) for s, n in per_split.items()])[["image", "text", "split"]]

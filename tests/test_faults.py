@@ -1,7 +1,7 @@
 """Runs survive faults: a killed `train` resumes in the same run, a resume with other parameters is
 refused by name, models that cannot be logged are kept on disk and logged later, and a resumed
 `tune` continues its interrupted trial from that trial's checkpoint. (NaN loss and a tracking server
-that does not answer are in the bad-input catalogue, tests/test_bad_inputs.py.)"""
+that does not answer are in the bad-input catalogue, tests/test_bad_runs.py.)"""
 
 from __future__ import annotations
 

@@ -95,7 +95,7 @@ def test_old_prediction_model_refuses_the_language_model_decoder_with_one_line(k
 
     from hwr.errors import ConfigError
     from hwr.mlflow.pyfunc import InvalidRequestError
-    from hwr.prediction.predict import load_models
+    from hwr.prediction.models import load_models
 
     model = mlflow.pyfunc.load_model(str(LEGACY / "model"))
     with pytest.raises(InvalidRequestError, match="carries no language model"):

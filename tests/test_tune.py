@@ -141,7 +141,8 @@ def test_failed_trial_is_marked_and_interrupted_search_resumes(tmp_path, trackin
     from mlflow import MlflowClient
 
     import hwr.training.train
-    from hwr.tuning.search import TRIALS_ARTIFACT, run_tune
+    from hwr.tuning.search import run_tune
+    from hwr.tuning.trials import TRIALS_ARTIFACT
 
     real, calls = hwr.training.train.train_and_log, []
 
@@ -268,7 +269,7 @@ def test_median_rule_prunes_only_a_trial_worse_than_earlier_ones_at_that_epoch()
 def test_no_progress_counts_trials_since_the_best_and_failures_count_as_no_progress():
     from hyperopt import STATUS_FAIL, STATUS_OK, Trials
 
-    from hwr.tuning.search import trials_without_progress
+    from hwr.tuning.trials import trials_without_progress
 
     trials = Trials()
     docs = []
@@ -283,7 +284,7 @@ def test_no_progress_counts_trials_since_the_best_and_failures_count_as_no_progr
 
 
 def test_baseline_point_is_the_runs_own_parameters_in_hyperopt_form(tmp_path, dhsd_subset):
-    from hwr.tuning.search import space_point
+    from hwr.tuning.trials import space_point
 
     space = {"base": "none", "params": {"lr": {"type": "loguniform", "low": 1e-4, "high": 1e-2},
                                         "conv_filters": ["16,32", "32,64"], "kernel_size": 3}}

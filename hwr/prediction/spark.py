@@ -26,7 +26,7 @@ def transcribe_on_spark(table: pd.DataFrame, models: list, params: dict, batch_s
 
     Args:
         table: the image table (:func:`hwr.data.sources.image_table`).
-        models: :class:`hwr.prediction.predict.LoadedModel` (their ``uri`` is what the executors load;
+        models: :class:`hwr.prediction.models.LoadedModel` (their ``uri`` is what the executors load;
             ``seconds`` gets the wall time of each model's Spark job).
         params: the pyfunc's ``decoder`` and ``beam_width``.
         batch_size: images read and checked per chunk here.

@@ -23,7 +23,8 @@ from hwr.evaluation.scoring import paired_cer_difference
 from hwr.mlflow import runs
 from hwr.mlflow.datasets import data_source, log_dataset, split_dataset
 from hwr.mlflow.pyfunc import DEFAULT_PARAMS
-from hwr.prediction.predict import load_models, transcribe_table, unreadable_failure
+from hwr.prediction.models import load_models
+from hwr.prediction.predict import transcribe_table, unreadable_failure
 
 
 @dataclass(frozen=True)
