@@ -26,8 +26,8 @@ class PretrainConfig(Config):
                                 "running words of the data's training labels at their line lengths",
                          rule=POSITIVE)
     synthetic_cache: str = param("~/.cache/hwr/synthetic", "folder where drawn synthetic sets are kept (keyed "
-                                                           "by the text, the fonts, n_lines and seed) for the "
-                                                           "next run", rule=NOT_BLANK)
+                                                           "by the text, the fonts, n_lines, seed and the "
+                                                           "model's CTC frames) for the next run", rule=NOT_BLANK)
     model_name: str = param("hwr-base", "registered model name of the base model's prediction (pyfunc) model",
                             rule=NOT_BLANK)
     full_model_name: str = param("hwr-base-full", "registered model name of the base model's full model: "
