@@ -189,15 +189,13 @@ def from_base(uri: str, cfg: TrainConfig):
     training labels it lacks (:func:`hwr.model.transfer.rebuild_with_classes`), data at its geometry."""
     import mlflow
 
-    from hwr.data.dataset import read_collection
     from hwr.model import transfer
     from hwr.model.crnn import compile_model
-    from hwr.training.finetune import resolve_base_model
+    from hwr.training.finetune import resolve_base_model, union_charset
 
     base = resolve_base_model(uri)
     base_full = mlflow.tensorflow.load_model(uri)
-    frame = read_collection(cfg.data, cfg.seed)
-    charset, _ = base.charset.extend(frame.loc[frame.split == "train", "text"])
+    charset, _ = union_charset(cfg.data, cfg.seed, base.charset)
     data = prepare_data(cfg.data, transfer.model_config_of(base_full), cfg.seed, charset=charset)
     model = transfer.rebuild_with_classes(base_full, charset.num_classes, cfg.seed)
     return compile_model(model, cfg.lr, cfg.weight_decay, cfg.clipnorm), data

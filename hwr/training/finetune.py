@@ -20,7 +20,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.entities import LoggedModelInput
 from mlflow.models import Model
 
-from hwr.config import FinetuneConfig, ModelConfig, TrainConfig
+from hwr.config import DataConfig, FinetuneConfig, ModelConfig, TrainConfig
 from hwr.data.charset import Charset
 from hwr.data.dataset import PreparedData, prepare_data, read_collection
 from hwr.errors import ConfigError
@@ -74,10 +74,10 @@ def resolve_base_model(uri: str) -> BaseModel:
                      int(meta["img_width"]), getattr(info, "model_id", None))
 
 
-def union_charset(cfg: FinetuneConfig, base: Charset) -> tuple[Charset, str]:
-    """The base charset plus the characters of the new training labels it lacks (appended, so
+def union_charset(data: DataConfig, seed: int, base: Charset) -> tuple[Charset, str]:
+    """The base charset plus the characters of ``data``'s training labels it lacks (appended, so
     no base character is renumbered), and those added characters."""
-    frame = read_collection(cfg.data, cfg.seed)
+    frame = read_collection(data, seed)
     return base.extend(frame.loc[frame.split == "train", "text"])
 
 
@@ -203,7 +203,7 @@ def finetune_and_log(cfg: FinetuneConfig, resume: TrainingState | None = None) -
     transfer.unfreeze(base_full)
     train_cfg = cfg.train_config(model_cfg)
     runs.log_params({k: v for k, v in train_cfg.flat_params().items() if k in MODEL_PARAMS})
-    charset, added = union_charset(cfg, base.charset)
+    charset, added = union_charset(cfg.data, cfg.seed, base.charset)
     runs.log_params({"added_chars": added or "(none)", "base_charset_size": len(base.charset)})
     mlflow.log_text(added, "added_chars.txt")
     print(f"base model {base.uri}: {len(base.charset)} characters; adding {len(added)}: {added!r}", flush=True)
