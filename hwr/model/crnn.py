@@ -116,7 +116,7 @@ def build_crnn(cfg: ModelConfig, num_classes: int) -> keras.Model:
     x = InputWidth(cfg.img_width, name=INPUT_WIDTH)(image) if cfg.true_width else image
     for i, filters in enumerate(cfg.conv_filters, start=1):
         x = layers.Conv2D(filters, cfg.kernel_size, padding="same", use_bias=False, name=f"conv{i}")(x)
-        x = layers.BatchNormalization(momentum=0.9, name=f"bn{i}")(x)
+        x = layers.BatchNormalization(momentum=cfg.bn_momentum, name=f"bn{i}")(x)
         x = layers.Activation(cfg.activation, name=f"act{i}")(x)
         x = layers.MaxPooling2D((2, 2) if i <= WIDTH_POOLED_BLOCKS else (2, 1), name=f"pool{i}")(x)
     _, h, w, c = x.shape
@@ -151,7 +151,7 @@ def sequence_layers(x, cfg: ModelConfig):
         for i in range(1, SEQUENCE_CONVS + 1):
             y = layers.Conv1D(cfg.dense_units, SEQUENCE_KERNEL, padding="same", use_bias=False,
                               name=f"seqconv{i}")(x)
-            y = layers.BatchNormalization(momentum=0.9, name=f"seqbn{i}")(y)
+            y = layers.BatchNormalization(momentum=cfg.bn_momentum, name=f"seqbn{i}")(y)
             y = layers.Activation(cfg.activation, name=f"seqact{i}")(y)
             y = layers.Dropout(cfg.dropout, name=f"seqdropout{i}")(y)
             x = layers.Add(name=f"seqadd{i}")([x, y])

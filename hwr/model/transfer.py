@@ -35,6 +35,7 @@ def model_config_of(full: keras.Model) -> ModelConfig:
             activation=act if isinstance(act, str) else str(act.get("config", {}).get("name", act)),
             dense_units=int(full.get_layer("dense1").units),
             dropout=float(full.get_layer("dropout1").rate),
+            bn_momentum=float(full.get_layer("bn1").momentum),
             sequence=sequence,
             aux_ctc=float(full.get_layer(AUX_LOSS_LAYER).weight) if AUX_LOSS_LAYER in names else 0.0,
             **{f"lstm{i}_units": int(full.get_layer(f"bilstm{i}").forward_layer.units) for i in (1, 2)
