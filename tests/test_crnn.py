@@ -186,8 +186,8 @@ def test_weight_decay_picks_adamw_and_clipnorm_bounds_the_global_gradient_norm(w
 @pytest.mark.parametrize("momentum", [0.5, 0.9])
 def test_bn_momentum_sets_how_far_a_training_step_moves_every_batch_norms_statistics(momentum):
     """``bn_momentum``: one training-mode pass moves each batch normalisation's moving mean from 0
-    to ``(1 - bn_momentum)`` times the mean of the batch it saw, and its moving variance from 1 to
-    ``bn_momentum + (1 - bn_momentum)`` times that batch's variance (Keras' update), in the conv
+    to ``(1 - bn_momentum) * mean`` of the batch it saw, and its moving variance from 1 to
+    ``bn_momentum * 1 + (1 - bn_momentum) * variance`` of that batch (Keras' update), in the conv
     blocks and in the conv sequence layers; finetune reads the momentum back."""
     import keras
     import numpy as np
@@ -201,7 +201,7 @@ def test_bn_momentum_sets_how_far_a_training_step_moves_every_batch_norms_statis
     model = prediction_model(full)
     taps = keras.Model(model.inputs, [model.get_layer(conv).output for conv in norms.values()] + model.outputs)
     *seen, _ = taps(np.random.default_rng(0).random((4, 16, 32, 1), np.float32), training=True)
-    for (norm, _), batch in zip(norms.items(), seen):
+    for norm, batch in zip(norms, seen):
         layer, axes = full.get_layer(norm), tuple(range(len(batch.shape) - 1))
         np.testing.assert_allclose(layer.moving_mean, (1 - momentum) * np.mean(batch, axes), rtol=1e-4, atol=1e-6)
         np.testing.assert_allclose(layer.moving_variance, momentum + (1 - momentum) * np.var(batch, axes),
