@@ -32,7 +32,8 @@ def calmness(points: np.ndarray, jump: float) -> tuple[list[float], int]:
     minute 2 above ``jump``."""
     end = points[-1, 0]
     thirds = [points[(points[:, 0] > end * i / 3) & (points[:, 0] <= end * (i + 1) / 3), 1] for i in range(3)]
-    return [float(np.std(t)) if len(t) else float("nan") for t in thirds], int(np.sum(points[points[:, 0] > 2, 1] > jump))
+    jumps = int(np.sum(points[points[:, 0] > 2, 1] > jump))
+    return [float(np.std(t)) if len(t) else float("nan") for t in thirds], jumps
 
 
 def label(params: dict, differing: list[str]) -> str:

@@ -141,9 +141,9 @@ class ModelConfig(Config):
     bn_momentum: float = param(0.9, "momentum of the batch normalisations' moving mean and variance (after each "
                                     "convolution): each step keeps this share of the old statistics. Lower values "
                                     "follow fast-moving weights sooner: 0.5 calmed the val CER's jumps between epochs "
-                                    "(DHSD, 10 minutes: s.d. over minutes 5-10 0.011 against 0.055; 28 minutes: 1 epoch "
-                                    "above 0.5 after minute 2 against 20) at a test CER level within noise (0.125 "
-                                    "against 0.122 at 28 minutes); 0.99 (Keras' default) jumped more "
+                                    "(DHSD, 10 minutes: s.d. over minutes 5-10 0.011 against 0.055; 28 minutes: 1 "
+                                    "epoch above 0.5 after minute 2 against 20) at a test CER level within noise "
+                                    "(0.125 against 0.122 at 28 minutes); 0.99 (Keras' default) jumped more "
                                     "(docs/performance.md)",
                              rule=FRACTION)
 
