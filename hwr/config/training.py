@@ -21,6 +21,8 @@ SPLIT_GROUPS = ("page", "document")
 LINE_FILLS = ("background", "white")
 SPLITS = ("train", "val", "test")
 SHAPES = ("auto", "fixed", "true")
+CONV_BLOCKS = ("plain", "residual")  # each convolution block before its pooling
+HEIGHT_POOLS = ("flatten", "max")  # how a column of the convolutions' output becomes one feature vector
 SEQUENCES = ("bilstm2", "bilstm1", "conv")  # the sequence layers between the dense layer and the softmax
 WIDTH_POOLED_BLOCKS = 2  # the first two conv blocks halve the width (and height); later ones only the height
 
@@ -121,6 +123,14 @@ class ModelConfig(Config):
     conv_filters: tuple[int, ...] = param(DEFAULT_FILTERS, "filters of each convolution block (conv, batch "
                                                            "norm, activation, max-pool), comma-separated",
                                           parse=lambda t: parse_int_list(t, "conv_filters"), text=int_list_text)
+    conv_block: str = param("plain", "each convolution block before its max-pool: `plain`: conv, batch norm, "
+                                     "activation; `residual`: He et al.'s basic block (two convs with batch norm, "
+                                     "added to a 1x1 conv of the block's input, then the activation), about 4x the "
+                                     "convolutions' arithmetic", choices=CONV_BLOCKS)
+    height_pool: str = param("flatten", "how each column of the convolutions' output feeds the dense layer: "
+                                        "`flatten`: its height x channels values; `max`: each channel's largest "
+                                        "value over the height (Retsinas et al. 2022's column max-pooling)",
+                             choices=HEIGHT_POOLS)
     kernel_size: int = param(3, "convolution kernel size in pixels", rule=POSITIVE)
     activation: str = param("relu", "activation of the convolution and dense layers", choices=ACTIVATIONS)
     dense_units: int = param(128, "units of the dense layer between the convolutions and the LSTMs",

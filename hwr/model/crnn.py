@@ -115,13 +115,9 @@ def build_crnn(cfg: ModelConfig, num_classes: int) -> keras.Model:
     label = keras.Input((None,), dtype="int32", name=LABEL_INPUT)
     x = InputWidth(cfg.img_width, name=INPUT_WIDTH)(image) if cfg.true_width else image
     for i, filters in enumerate(cfg.conv_filters, start=1):
-        x = layers.Conv2D(filters, cfg.kernel_size, padding="same", use_bias=False, name=f"conv{i}")(x)
-        x = layers.BatchNormalization(momentum=cfg.bn_momentum, name=f"bn{i}")(x)
-        x = layers.Activation(cfg.activation, name=f"act{i}")(x)
+        x = conv_block(x, i, filters, cfg)
         x = layers.MaxPooling2D((2, 2) if i <= WIDTH_POOLED_BLOCKS else (2, 1), name=f"pool{i}")(x)
-    _, h, w, c = x.shape
-    x = layers.Permute((2, 1, 3), name="to_sequence")(x)
-    x = layers.Reshape((-1 if w is None else w, h * c), name="flatten_columns")(x)
+    x = column_features(x, cfg)
     x = layers.Dense(cfg.dense_units, activation=cfg.activation, name="dense1")(x)
     x = features = layers.Dropout(cfg.dropout, name="dropout1")(x)
     x = sequence_layers(x, cfg)
@@ -135,6 +131,41 @@ def build_crnn(cfg: ModelConfig, num_classes: int) -> keras.Model:
         aux = layers.Conv1D(num_classes, 3, padding="same", activation="softmax", name=AUX_OUTPUT_LAYER)(features)
         probs = AuxiliaryCTC(cfg.aux_ctc, name=AUX_LOSS_LAYER)(label, aux, probs)
     return keras.Model({IMAGE_INPUT: image, LABEL_INPUT: label}, probs, name="crnn_ctc")
+
+
+def conv_block(x, i: int, filters: int, cfg: ModelConfig):
+    """Convolution block ``i`` (from 1) before its pooling, ``(batch, height, width, channels)`` in
+    and ``(batch, height, width, filters)`` out, as ``cfg.conv_block`` names it: ``plain``: a
+    convolution, batch norm and activation (layers ``convI``, ``bnI``, ``actI``); ``residual``: the
+    basic block of He et al., "Deep Residual Learning for Image Recognition" (CVPR 2016): that
+    convolution, batch norm and activation, a second convolution and batch norm (``resconvI``,
+    ``resbnI``), added to the input brought to ``filters`` channels by a 1x1 convolution and batch
+    norm (``shortconvI``, ``shortbnI``), then the activation (``resactI``). Every convolution
+    ``kernel_size`` square (but the 1x1), no bias; each batch norm follows its convolution, so that
+    :func:`for_inference` folds it in."""
+    y = layers.Conv2D(filters, cfg.kernel_size, padding="same", use_bias=False, name=f"conv{i}")(x)
+    y = layers.BatchNormalization(momentum=cfg.bn_momentum, name=f"bn{i}")(y)
+    y = layers.Activation(cfg.activation, name=f"act{i}")(y)
+    if cfg.conv_block == "plain":
+        return y
+    y = layers.Conv2D(filters, cfg.kernel_size, padding="same", use_bias=False, name=f"resconv{i}")(y)
+    y = layers.BatchNormalization(momentum=cfg.bn_momentum, name=f"resbn{i}")(y)
+    shortcut = layers.Conv2D(filters, 1, use_bias=False, name=f"shortconv{i}")(x)
+    shortcut = layers.BatchNormalization(momentum=cfg.bn_momentum, name=f"shortbn{i}")(shortcut)
+    return layers.Activation(cfg.activation, name=f"resact{i}")(layers.Add(name=f"resadd{i}")([y, shortcut]))
+
+
+def column_features(x, cfg: ModelConfig):
+    """The convolutions' ``(batch, height, width, channels)`` map as one feature vector per column,
+    ``(batch, width, features)``, as ``cfg.height_pool`` names it: ``flatten``: the column's
+    height x channels values (layer ``flatten_columns``); ``max``: each channel's largest value
+    over the height (the column max-pooling of Retsinas et al., "Best practices for a handwritten
+    text recognition system", DAS 2022; layer ``height_pool``), ``height`` times fewer features."""
+    if cfg.height_pool == "max":
+        x = layers.MaxPooling2D((x.shape[1], 1), name="height_pool")(x)
+    _, h, w, c = x.shape
+    x = layers.Permute((2, 1, 3), name="to_sequence")(x)
+    return layers.Reshape((-1 if w is None else w, h * c), name="flatten_columns")(x)
 
 
 def sequence_layers(x, cfg: ModelConfig):

@@ -24,14 +24,16 @@ def model_config_of(full: keras.Model) -> ModelConfig:
     """
     try:
         height, width = input_geometry(full)
-        convs = [layer for layer in full.layers if layer.name.startswith("conv")]
-        act = full.get_layer("act1").get_config()["activation"]
         names = {layer.name for layer in full.layers}
+        convs = [full.get_layer(f"conv{i}") for i in range(1, len(full.layers)) if f"conv{i}" in names]
+        act = full.get_layer("act1").get_config()["activation"]
         sequence = "bilstm2" if "bilstm2" in names else "bilstm1" if "bilstm1" in names else "conv"
         return ModelConfig(
             shape="true" if true_width(full) else "fixed", img_height=height, img_width=width,
             conv_filters=tuple(int(c.filters) for c in convs),
             kernel_size=int(convs[0].kernel_size[0]),
+            conv_block="residual" if "resconv1" in names else "plain",
+            height_pool="max" if "height_pool" in names else "flatten",
             activation=act if isinstance(act, str) else str(act.get("config", {}).get("name", act)),
             dense_units=int(full.get_layer("dense1").units),
             dropout=float(full.get_layer("dropout1").rate),

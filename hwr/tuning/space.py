@@ -29,9 +29,9 @@ from hwr.config.params import check_value as check_declared
 from hwr.config.params import int_list_text, parse_int_list
 from hwr.errors import ConfigError
 
-TUNABLE = ("lr", "batch_size", "kernel_size", "conv_filters", "dense_units", "dropout", "sequence", "lstm1_units",
-           "lstm2_units", "aux_ctc", "bn_momentum", "weight_decay", "clipnorm", "activation", "img_height",
-           "img_width", "augment", "patience")
+TUNABLE = ("lr", "batch_size", "kernel_size", "conv_filters", "conv_block", "height_pool", "dense_units", "dropout",
+           "sequence", "lstm1_units", "lstm2_units", "aux_ctc", "bn_momentum", "weight_decay", "clipnorm", "activation",
+           "img_height", "img_width", "augment", "patience")
 DECLARED = {name: TrainConfig.declarations()[name] for name in TUNABLE}
 INT_PARAMS = tuple(n for n, (_, d) in DECLARED.items() if isinstance(d, int) and not isinstance(d, bool))
 FLOAT_PARAMS = tuple(n for n, (_, d) in DECLARED.items() if isinstance(d, float))
