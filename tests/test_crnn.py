@@ -71,25 +71,28 @@ def randomise_batch_norms(model, seed: int = 0) -> None:
                                rng.uniform(0.5, 2.0, n)])
 
 
-@pytest.mark.parametrize("sequence, shape", [("bilstm2", "fixed"), ("bilstm2", "true"), ("conv", "fixed")])
-def test_the_inference_copy_gives_the_same_probabilities_with_batch_norms_folded(sequence, shape):
-    """Prediction runs a copy with every batch normalisation folded into its convolution and a
-    fixed-width model's LSTMs unrolled (faster on CPU); the probabilities must not move. A free-width
-    model's LSTMs stay rolled (an unrolled loop needs its step count)."""
+@pytest.mark.parametrize("sequence, shape, conv_block", [("bilstm2", "fixed", "plain"), ("bilstm2", "true", "plain"),
+                                                       ("conv", "fixed", "plain"), ("bilstm2", "fixed", "residual"),
+                                                       ("bilstm2", "true", "residual")])
+def test_the_inference_copy_gives_the_same_probabilities_with_batch_norms_folded(sequence, shape, conv_block):
+    """Prediction runs a copy with every batch normalisation folded into its convolution (the
+    residual blocks' three per block too) and a fixed-width model's LSTMs unrolled (faster on CPU);
+    the probabilities must not move. A free-width model's LSTMs stay rolled (an unrolled loop needs
+    its step count)."""
     import keras
     import numpy as np
 
     from hwr.model.crnn import for_inference
 
     keras.utils.set_random_seed(0)
-    cfg = ModelConfig(shape=shape, img_height=16, img_width=32, conv_filters=(4, 8), dense_units=8, lstm1_units=4,
-                      lstm2_units=4, sequence=sequence)
+    cfg = ModelConfig(shape=shape, img_height=16, img_width=32, conv_filters=(4, 8), conv_block=conv_block,
+                      dense_units=8, lstm1_units=4, lstm2_units=4, sequence=sequence)
     model = prediction_model(build_crnn(cfg, num_classes=5))
     randomise_batch_norms(model)
     fast = for_inference(model)
     assert not [layer for layer in fast.layers if isinstance(layer, keras.layers.BatchNormalization)]
     assert len([layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]) == \
-        {"bilstm2": 2, "conv": 4}[sequence]
+        {"plain": 2, "residual": 6}[conv_block] + {"bilstm2": 0, "conv": 2}[sequence]
     recurrent = [layer for layer in fast.layers if isinstance(layer, keras.layers.Bidirectional)]
     assert len(recurrent) == {"bilstm2": 2, "conv": 0}[sequence]
     assert all(l.forward_layer.unroll == l.backward_layer.unroll == (shape == "fixed") for l in recurrent)
@@ -207,3 +210,55 @@ def test_bn_momentum_sets_how_far_a_training_step_moves_every_batch_norms_statis
         np.testing.assert_allclose(layer.moving_variance, momentum + (1 - momentum) * np.var(batch, axes),
                                    rtol=1e-4, atol=1e-6)
     assert transfer.model_config_of(full) == cfg
+
+
+def test_a_residual_block_adds_its_input_through_a_1x1_convolution():
+    """``conv_block=residual``: with the second convolution's kernel zeroed its branch gives 0 (fresh
+    batch norm, inference), so block 1 outputs ``relu(x * w / sqrt(1 + eps))`` per filter, ``w`` the
+    1x1 shortcut's weights: the input reaches the block's output around the convolutions. With a
+    plain block the same image gives something else. finetune reads the choice back."""
+    import keras
+    import numpy as np
+
+    from hwr.model import transfer
+
+    cfg = ModelConfig(shape="fixed", img_height=16, img_width=32, conv_filters=(4, 8), conv_block="residual",
+                      dense_units=8).validate()
+    full = build_crnn(cfg, num_classes=5)
+    assert transfer.model_config_of(full) == cfg
+    model = prediction_model(full)
+    weights = np.array([1.0, 2.0, -1.0, 0.5], np.float32)
+    model.get_layer("resconv1").set_weights([np.zeros_like(model.get_layer("resconv1").kernel)])
+    model.get_layer("shortconv1").set_weights([weights.reshape(1, 1, 1, 4)])
+    block = keras.Model(model.inputs, model.get_layer("resact1").output)
+    image = np.random.default_rng(0).random((1, 16, 32, 1), np.float32)
+    eps = model.get_layer("shortbn1").epsilon
+    expected = np.maximum(image * weights / np.sqrt(1 + eps), 0.0)
+    np.testing.assert_allclose(block(image, training=False), expected, rtol=1e-5, atol=1e-6)
+    plain = prediction_model(build_crnn(ModelConfig(shape="fixed", img_height=16, img_width=32, conv_filters=(4, 8),
+                                                    dense_units=8).validate(), num_classes=5))
+    assert not np.allclose(keras.Model(plain.inputs, plain.get_layer("act1").output)(image), expected, atol=1e-3)
+
+
+def test_height_pool_max_keeps_each_channels_largest_value_over_a_column():
+    """``height_pool=max``: each frame's features are, per channel, the largest value of its column
+    of the last pooling's output (``flatten`` keeps all height x channels of them), so the dense
+    layer reads ``channels`` inputs instead of ``height x channels``; finetune reads it back."""
+    import keras
+    import numpy as np
+
+    from hwr.model import transfer
+
+    shapes = {}
+    for pool in ("flatten", "max"):
+        cfg = ModelConfig(shape="fixed", img_height=16, img_width=32, conv_filters=(4, 8), dense_units=8,
+                          height_pool=pool).validate()
+        full = build_crnn(cfg, num_classes=5)
+        assert transfer.model_config_of(full) == cfg
+        model = prediction_model(full)
+        shapes[pool] = tuple(model.get_layer("dense1").kernel.shape)
+    taps = keras.Model(model.inputs, [model.get_layer("pool2").output, model.get_layer("flatten_columns").output])
+    pooled, columns = taps(np.random.default_rng(0).random((2, 16, 32, 1), np.float32), training=False)
+    assert pooled.shape == (2, 4, 8, 8) and columns.shape == (2, 8, 8)
+    np.testing.assert_allclose(columns, np.max(pooled, axis=1))
+    assert shapes == {"flatten": (4 * 8, 8), "max": (8, 8)}
