@@ -1,6 +1,6 @@
 """What the pyfunc's copy of the model for inference gains: the default word model's prediction
 copy with its LSTMs unrolled only (``for_inference(model, fold_norms=False)``, the copy the pyfunc
-used before the folding), against :func:`hwr.model.crnn.for_inference` (batch
+used before the folding), against :func:`hwr.model.folding.for_inference` (batch
 normalisations folded into the convolutions, LSTMs unrolled), in interleaved rounds.
 
     .venv/bin/python bench/inference_copy.py [--rounds 4] [--data ../shared/data/dhsd]
@@ -25,7 +25,8 @@ from keras import layers
 from hwr.config import ModelConfig
 from hwr.data.charset import Charset
 from hwr.mlflow.pyfunc import HwrPredictionModel
-from hwr.model.crnn import build_crnn, for_inference, prediction_model
+from hwr.model.crnn import build_crnn, prediction_model
+from hwr.model.folding import for_inference
 from hwr.model.inference import inference_function
 
 

@@ -82,7 +82,7 @@ def test_the_inference_copy_gives_the_same_probabilities_with_batch_norms_folded
     import keras
     import numpy as np
 
-    from hwr.model.crnn import for_inference
+    from hwr.model.folding import for_inference
 
     keras.utils.set_random_seed(0)
     cfg = ModelConfig(shape=shape, img_height=16, img_width=32, conv_filters=(4, 8), conv_block=conv_block,

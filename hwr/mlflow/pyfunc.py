@@ -146,11 +146,12 @@ class HwrPredictionModel(mlflow.pyfunc.PythonModel):
 
     def use(self, model, charset, language=None) -> None:
         """Predict with the prediction ``model`` (Keras; through its copy for inference, batch
-        normalisations folded and a fixed-width one's LSTMs unrolled, :func:`hwr.model.crnn.for_inference`)
+        normalisations folded and a fixed-width one's LSTMs unrolled, :func:`hwr.model.folding.for_inference`)
         and its ``charset``; the input geometry is read from the model
         (older models: fixed shape); ``language``: the :class:`~hwr.model.language.LanguageModel`
         for ``decoder=beam_lm``, if the model carries one."""
-        from hwr.model.crnn import for_inference, input_geometry, true_width, width_stride
+        from hwr.model.crnn import input_geometry, true_width, width_stride
+        from hwr.model.folding import for_inference
 
         self.model, self.charset, self.language = for_inference(model), charset, language
         self.height, self.width = input_geometry(model)
