@@ -3,7 +3,7 @@ and using the model can import, found by reading the sources with ``ast``, not t
 
 MLflow's artifact repository over HTTP (a team's ``mlflow server``) uploads a model's files one by
 one, about 0.13 s each against the team stack of ``make server``: the whole package (77 files)
-cost about 10 s per model, its import closure (9 or 19 files) a quarter of that or less.
+cost about 10 s per model, its import closure (10 or 22 files) a quarter of that or less.
 
 MLflow's own ``infer_code_paths`` does the same for pyfunc models only, by loading the model in a
 subprocess, and only for files under the working directory; this works for both of a run's models,
