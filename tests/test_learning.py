@@ -21,7 +21,6 @@ def test_small_model_fits_64_dhsd_images(dhsd_subset, tmp_path):
     # 8 rows left it at training CER 0.38 after 70 epochs; flatten + dense fitted it)
     cfg = tiny_config(labels, img_height=32, img_width=160, conv_filters="32,64,64", height_pool="max",
                       dense_units=64, lstm1_units=64, lstm2_units=64, lr=3e-3, augment=False, batch_size=8)
-    m = cfg.model
     data = prepare_data(cfg.data, cfg.model, cfg.seed)
     model = build_model(cfg, data.charset)
     train_images = as_model_input(data.images["train"])
