@@ -101,45 +101,6 @@ def test_the_inference_copy_gives_the_same_probabilities_with_batch_norms_folded
     assert not np.allclose(model.get_layer("conv1").kernel, fast.get_layer("conv1").kernel)
 
 
-@pytest.mark.parametrize("shape", ["fixed", "true"])
-def test_a_fixed_width_models_lstms_train_unrolled_with_the_rolled_loops_probabilities_and_gradients(shape):
-    """A fixed-width model is built with its LSTMs unrolled (a flat graph of its known frames, a
-    cheaper training step on CPU); a free-width one keeps the loop. Unrolling must not change what
-    the model computes: the same weights in a rolled copy give the same probabilities and gradients."""
-    import keras
-    import numpy as np
-    import tensorflow as tf
-
-    keras.utils.set_random_seed(0)
-    cfg = ModelConfig(shape=shape, img_height=16, img_width=32, conv_filters=(4, 8), dense_units=8,
-                      lstm1_units=4, lstm2_units=4)
-    model = prediction_model(build_crnn(cfg, num_classes=5))
-    recurrent = [layer for layer in model.layers if isinstance(layer, keras.layers.Bidirectional)]
-    assert [(l.forward_layer.unroll, l.backward_layer.unroll) for l in recurrent] == [(shape == "fixed",) * 2] * 2
-
-    def rolled(layer):
-        config = layer.get_config()
-        if isinstance(layer, keras.layers.Bidirectional):
-            for part in ("layer", "backward_layer"):
-                config[part]["config"]["unroll"] = False
-        return layer.__class__.from_config(config)
-
-    loop = keras.models.clone_model(model, clone_function=rolled)
-    loop.set_weights(model.get_weights())
-    assert not any(l.forward_layer.unroll for l in loop.layers if isinstance(l, keras.layers.Bidirectional))
-    images = tf.constant(np.random.default_rng(0).random((3, 16, 32, 1), np.float32))
-    outputs, grads = [], []
-    for m in (model, loop):
-        with tf.GradientTape() as tape:
-            probs = m(images, training=False)
-            loss = tf.reduce_sum(probs[:, :, 1:] ** 2)
-        outputs.append(probs.numpy())
-        grads.append([g.numpy() for g in tape.gradient(loss, m.trainable_weights)])
-    np.testing.assert_allclose(outputs[0], outputs[1], atol=1e-5)
-    for unrolled_grad, loop_grad in zip(*grads):
-        np.testing.assert_allclose(unrolled_grad, loop_grad, atol=1e-5)
-
-
 @pytest.mark.parametrize("sequence, last", [("bilstm2", "bilstm2"), ("bilstm1", "bilstm1"), ("conv", "seqbn2")])
 def test_each_sequence_choice_is_read_back_from_the_model_and_freezes_up_to_its_last_layer(sequence, last):
     """finetune rebuilds a base model from its layers and, by default, freezes everything up to the

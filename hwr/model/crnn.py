@@ -177,11 +177,7 @@ def sequence_layers(x, cfg: ModelConfig):
     recurrent layer runs as a loop over the frames, which on a CPU costs more than its arithmetic;
     the convolutions see :data:`SEQUENCE_KERNEL` frames each (about 2 characters of a word on each
     side after two blocks) instead of the whole line, and train about twice as fast here
-    (docs/performance.md). A fixed-width model's LSTMs are unrolled (its frames are known): one flat
-    graph of 40 steps for the default word model, whose training step took 64.8 instead of 71.6 ms on
-    one fixed batch of 32 (through the augmented pipeline about 6 % more samples/s, within the spread
-    between processes; docs/performance.md) for 5 s more tracing; a free-width model's cannot be (an
-    unrolled loop needs its step count)."""
+    (docs/performance.md)."""
     if cfg.sequence == "conv":
         for i in range(1, SEQUENCE_CONVS + 1):
             y = layers.Conv1D(cfg.dense_units, SEQUENCE_KERNEL, padding="same", use_bias=False,
@@ -191,12 +187,11 @@ def sequence_layers(x, cfg: ModelConfig):
             y = layers.Dropout(cfg.dropout, name=f"seqdropout{i}")(y)
             x = layers.Add(name=f"seqadd{i}")([x, y])
         return x
-    unroll = not cfg.true_width
-    x = layers.Bidirectional(layers.LSTM(cfg.lstm1_units, return_sequences=True, unroll=unroll), name="bilstm1")(x)
+    x = layers.Bidirectional(layers.LSTM(cfg.lstm1_units, return_sequences=True), name="bilstm1")(x)
     if cfg.sequence == "bilstm1":
         return x
     x = layers.Dropout(cfg.dropout, name="dropout2")(x)
-    return layers.Bidirectional(layers.LSTM(cfg.lstm2_units, return_sequences=True, unroll=unroll), name="bilstm2")(x)
+    return layers.Bidirectional(layers.LSTM(cfg.lstm2_units, return_sequences=True), name="bilstm2")(x)
 
 
 def compile_model(model: keras.Model, lr: float, weight_decay: float = 0.0, clipnorm: float = 0.0) -> keras.Model:

@@ -33,8 +33,8 @@ def for_inference(model: keras.Model, fold_norms: bool = True) -> keras.Model:
       needs its step count). Keras runs a recurrent layer as a loop over time steps, whose control
       costs more on a CPU than the small matrix products of one step; unrolled, the 40 steps of the
       default word model are one flat graph: the forward pass at batch 64 went from 0.52 to 0.48 ms
-      per image (``bench/forward_cost.py``). Models built since 2026-12-07 are unrolled already
-      (:func:`hwr.model.crnn.sequence_layers`); this unrolls those registered before.
+      per image (``bench/forward_cost.py``). Training stays rolled: unrolled, its backward pass was
+      1.8x slower.
 
     ``fold_norms=False`` leaves the batch normalisations as they are (the unrolling alone).
     """
