@@ -33,8 +33,8 @@ def for_inference(model: keras.Model, fold_norms: bool = True) -> keras.Model:
       needs its step count). Keras runs a recurrent layer as a loop over time steps, whose control
       costs more on a CPU than the small matrix products of one step; unrolled, the 40 steps of the
       default word model are one flat graph: the forward pass at batch 64 went from 0.52 to 0.48 ms
-      per image (``bench/forward_cost.py``). Training stays rolled: unrolled, its backward pass was
-      1.8x slower.
+      per image (``bench/forward_cost.py``). Training stays rolled: unrolled, a training step was
+      5-10 % cheaper but each model built took 5 s more to trace (docs/performance.md).
 
     ``fold_norms=False`` leaves the batch normalisations as they are (the unrolling alone).
     """
