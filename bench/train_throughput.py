@@ -1,6 +1,7 @@
 """Training and prediction throughput of the default CRNN on real DHSD images, and peak memory.
 
-    .venv/bin/python bench/train_throughput.py [--steps 60] [--rounds 3] [--data ../shared/data/dhsd] [-P img_width=640 ...]
+    .venv/bin/python bench/train_throughput.py [--steps 60] [--rounds 3] [--data ../shared/data/dhsd] \
+        [-P img_width=640 ...]
 
 Prints: training samples/s (augmented pipeline, default batch size, after a warm-up; ``--rounds``
 rounds of ``--steps`` steps on one iterator, each round's rate and their median: these hosts have
