@@ -38,7 +38,7 @@ def test_pretrain_registers_a_base_model_of_the_collections_text_and_geometry(tm
     assert (params["picked.shape"], params["picked.img_height"]) == ("true", "32")
     assert params["img_height"] == "32"
     drawn = pd.read_csv(Path(params["data"]) / "labels.csv", keep_default_na=False)
-    assert metrics["synthetic_lines"] == len(drawn) == 32 + 500 - metrics["synthetic_skipped"]
+    assert metrics["synthetic_lines"] == len(drawn) == 32 + 8 + 8 - metrics["synthetic_skipped"]
     assert (drawn.font == "DejaVuSans.ttf").all()
     labels = pd.read_csv(subset, keep_default_na=False)
     train_words = set(" ".join(labels[labels.split == "train"].text).split())

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hwr.data.synthetic import (HELD_OUT, RENDER_HEIGHT, corpus_lines, load_fonts, render_line,
+from hwr.data.synthetic import (RENDER_HEIGHT, corpus_lines, held_out, load_fonts, render_line,
                                 write_synthetic)
 from hwr.errors import ConfigError
 
@@ -37,6 +37,12 @@ def test_no_fonts_or_a_broken_font_is_a_clear_error(tmp_path):
     broken.write_bytes(b"not a font")
     with pytest.raises(ConfigError, match="cannot read .*broken.ttf"):
         load_fonts(str(tmp_path))
+
+
+def test_held_out_lines_are_a_tenth_of_the_training_lines_within_bounds():
+    assert held_out(20000) == held_out(3000) == {"val": 300, "test": 200}
+    assert held_out(1500) == {"val": 150, "test": 150}
+    assert held_out(32) == held_out(1) == {"val": 8, "test": 8}
 
 
 def test_corpus_lines_are_runs_of_its_words_at_its_line_lengths():
@@ -71,7 +77,7 @@ def test_a_word_too_long_for_the_model_is_skipped_and_counted(dejavu, tmp_path):
     texts = ["seeds", "roots", "Kew", "Donaudampfschifffahrtsgesellschaft"]
     written = write_synthetic(tmp_path / "set", texts, dejavu, 60, seed=0, max_frames=12)
     frame = pd.read_csv(tmp_path / "set" / "labels.csv", keep_default_na=False)
-    assert written.skipped > 0 and written.written == 60 + sum(HELD_OUT.values()) - written.skipped
+    assert written.skipped > 0 and written.written == 60 + sum(held_out(60).values()) - written.skipped
     assert frame.text.map(len).max() <= 12 and "Donaudampfschifffahrtsgesellschaft" not in set(frame.text)
 
 
@@ -92,7 +98,7 @@ def test_written_set_has_its_splits_counts_skips_and_is_reused(dejavu, tmp_path)
     written = write_synthetic(folder, texts, dejavu, 40, seed=3)
     frame = pd.read_csv(folder / "labels.csv", keep_default_na=False)
     assert written.skipped > 0 and not frame.text.str.contains("\ue000").any()
-    assert written.written == len(frame) == 40 + sum(HELD_OUT.values()) - written.skipped
+    assert written.written == len(frame) == 40 + sum(held_out(40).values()) - written.skipped
     assert set(frame.split) == {"train", "val", "test"}
     assert set(frame.font) <= {"DejaVuSans.ttf", "DejaVuSerif-Italic.ttf"}
     assert all((folder / image).is_file() for image in frame.image)

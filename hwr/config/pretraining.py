@@ -22,8 +22,9 @@ class PretrainConfig(Config):
                                  "`make fonts` installs) or comma-separated .ttf/.otf files and folders; each "
                                  "line is drawn in a random font that has glyphs for all its characters",
                        rule=NOT_BLANK)
-    n_lines: int = param(20000, "synthetic training lines (plus 300 for val and 200 for test), cut from the "
-                                "running words of the data's training labels at their line lengths",
+    n_lines: int = param(20000, "synthetic training lines (plus a tenth as many for val and for test, at most 300 "
+                                "and 200), cut from the running words of the data's training labels at their "
+                                "line lengths",
                          rule=POSITIVE)
     synthetic_cache: str = param("~/.cache/hwr/synthetic", "folder where drawn synthetic sets are kept (keyed "
                                                            "by the text, the fonts, n_lines, seed and the "

@@ -42,7 +42,14 @@ DEBIAN_FONTS = ("truetype/fifthhorseman/dkg.ttf", "truetype/fifthhorseman/dkgIt.
 FONT_SUFFIXES = (".ttf", ".otf")
 RENDER_HEIGHT = 64  # pixels: lines are drawn at this height (the model scales them to its own)
 RENDERER_VERSION = 1  # part of the cache key: raise it when the drawing changes
-HELD_OUT = {"val": 300, "test": 200}  # synthetic lines per split besides train
+HELD_OUT = {"val": 300, "test": 200}  # synthetic lines per split besides train, at most
+MIN_HELD_OUT = 8  # lines per held-out split however few the training lines
+
+
+def held_out(n_lines: int) -> dict[str, int]:
+    """Synthetic val and test lines for ``n_lines`` training lines: a tenth of them each, at least
+    :data:`MIN_HELD_OUT` and at most :data:`HELD_OUT` (300 and 200 from 3,000 training lines on)."""
+    return {split: min(most, max(MIN_HELD_OUT, n_lines // 10)) for split, most in HELD_OUT.items()}
 
 
 @dataclass(frozen=True)
@@ -215,7 +222,7 @@ def cache_key(texts: list[str], fonts: list[Font], n_lines: int, seed: int, max_
 
 def write_synthetic(folder: Path, texts: list[str], fonts: list[Font], n_lines: int, seed: int,
                     max_frames: int | None = None) -> SyntheticSet:
-    """Draw ``n_lines`` training lines plus :data:`HELD_OUT` val and test lines from ``texts``
+    """Draw ``n_lines`` training lines plus :func:`held_out` val and test lines from ``texts``
     (:func:`corpus_lines`, at most ``max_frames`` CTC frames each) in ``fonts`` and write them to
     ``folder`` (``lines/NNNNNN.png``, ``labels.csv``), with a progress bar. A folder that already
     holds a complete set is reused.
@@ -229,7 +236,7 @@ def write_synthetic(folder: Path, texts: list[str], fonts: list[Font], n_lines: 
         meta = json.loads((folder / "synthetic.json").read_text())
         return SyntheticSet(folder, len(frame), meta["skipped"], tuple(meta["fonts"]))
     rng = np.random.default_rng(seed)
-    splits = ["train"] * n_lines + [s for s, k in HELD_OUT.items() for _ in range(k)]
+    splits = ["train"] * n_lines + [s for s, k in held_out(n_lines).items() for _ in range(k)]
     (folder / "lines").mkdir(parents=True, exist_ok=True)
     rows, skipped, cache = [], 0, {}
     for i, (text, split) in enumerate(tqdm(list(zip(corpus_lines(texts, len(splits), rng, max_frames), splits)),
