@@ -79,11 +79,14 @@ promote: venv        ## make promote ARGS="-P split=test": @challenger replaces 
 predict: venv        ## make predict ARGS="-P model=models:/hwr-crnn@champion -P split=test"
 	mlflow run . -e predict --env-manager local --experiment-name $(EXPERIMENT) $(ARGS)
 
-# the longest test files first, so that neither worker is left with one of them at the end (pytest collects each file once)
-LONG_TESTS = tests/test_team.py tests/test_project.py tests/test_learning.py tests/test_tune.py tests/test_pages.py
-
+# Two workers, a file at a time, in the order tests/conftest.py gives (the longest files first);
+# --no-loadscope-reorder keeps that order (xdist would sort files by their number of tests, which
+# put the 4-test team file, 12 minutes on the AVX2-only host, last). Each worker gets one core:
+# TensorFlow and its subprocesses run one thread each (two concurrent tiny trainings took 87 s
+# instead of 104 with TensorFlow's default thread pools).
 test: venv-spark venv-server venv-tools  ## the whole test suite (what .ci/run runs; includes the extras and the tools)
-	$(PY) -m pytest $(LONG_TESTS) tests -n 2 --dist loadfile --durations=15
+	TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1 \
+	$(PY) -m pytest tests -n 2 --dist loadfile --no-loadscope-reorder --durations=15
 
 test-fast: venv venv-tools  ## the fast layer, while editing (no training): pytest -m "not slow"
 	$(PY) -m pytest tests -m "not slow"
