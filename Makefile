@@ -81,11 +81,10 @@ predict: venv        ## make predict ARGS="-P model=models:/hwr-crnn@champion -P
 
 # Two workers, a file at a time, in the order tests/conftest.py gives (the longest files first);
 # --no-loadscope-reorder keeps that order (xdist would sort files by their number of tests, which
-# put the 4-test team file, 12 minutes on the AVX2-only host, last). Each worker gets one core:
-# TensorFlow and its subprocesses run one thread each (two concurrent tiny trainings took 87 s
-# instead of 104 with TensorFlow's default thread pools).
+# put the 4-test team file, 12 minutes on the AVX2-only host, last). TensorFlow keeps its default
+# thread pools: one thread per process made two concurrent tiny trainings faster (87 s against 104)
+# but the suite no faster (25 min 51 s against 25 min 10 s; the Spark tune test 157 s against 78).
 test: venv-spark venv-server venv-tools  ## the whole test suite (what .ci/run runs; includes the extras and the tools)
-	TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1 \
 	$(PY) -m pytest tests -n 2 --dist loadfile --no-loadscope-reorder --durations=15
 
 test-fast: venv venv-tools  ## the fast layer, while editing (no training): pytest -m "not slow"
