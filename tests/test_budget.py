@@ -75,4 +75,10 @@ def test_train_with_a_time_budget_stops_at_it_with_its_best_weights(tmp_path, tr
     # first epoch (tracing included) took over 15 s (three pytest workers on 2 cores), so the budget
     # is 30 s and only two epochs may be logged.
     assert rates[-1] == min(rates) and rates[-1] < max(rates) < cfg.lr
-    assert run.data.metrics["train_time_s"] < 30 + 30  # the budget, plus loading, the cut epoch and the test
+    # The epochs end within the budget plus the cut epoch's tail (its batch, validation and checkpoint):
+    # the first epoch ends after training began, so the span from it to the last is at most that.
+    ends = sorted(m.timestamp for m in client.get_metric_history(result.run_id, "val_cer"))
+    assert (ends[-1] - ends[0]) / 1000 < 30 + 20
+    # The whole run adds loading and the test-set evaluation and model logging: 106 s in all once on
+    # the AVX2-only host under CI's load; without the budget its 500 epochs would take far longer.
+    assert run.data.metrics["train_time_s"] < 30 + 120
