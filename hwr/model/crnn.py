@@ -18,6 +18,7 @@ from keras import layers, ops
 
 from hwr.config import ModelConfig
 from hwr.config.training import WIDTH_POOLED_BLOCKS
+from hwr.model.normalization import FusedBatchNormalization
 
 OUTPUT_LAYER = "output"
 AUX_OUTPUT_LAYER, AUX_LOSS_LAYER = "aux_output", "aux_ctc_loss"  # the CTC shortcut (aux_ctc > 0), training only
@@ -144,14 +145,14 @@ def conv_block(x, i: int, filters: int, cfg: ModelConfig):
     ``kernel_size`` square (but the 1x1), no bias; each batch norm follows its convolution, so that
     :func:`hwr.model.folding.for_inference` folds it in."""
     y = layers.Conv2D(filters, cfg.kernel_size, padding="same", use_bias=False, name=f"conv{i}")(x)
-    y = layers.BatchNormalization(momentum=cfg.bn_momentum, name=f"bn{i}")(y)
+    y = FusedBatchNormalization(momentum=cfg.bn_momentum, name=f"bn{i}")(y)
     y = layers.Activation(cfg.activation, name=f"act{i}")(y)
     if cfg.conv_block == "plain":
         return y
     y = layers.Conv2D(filters, cfg.kernel_size, padding="same", use_bias=False, name=f"resconv{i}")(y)
-    y = layers.BatchNormalization(momentum=cfg.bn_momentum, name=f"resbn{i}")(y)
+    y = FusedBatchNormalization(momentum=cfg.bn_momentum, name=f"resbn{i}")(y)
     shortcut = layers.Conv2D(filters, 1, use_bias=False, name=f"shortconv{i}")(x)
-    shortcut = layers.BatchNormalization(momentum=cfg.bn_momentum, name=f"shortbn{i}")(shortcut)
+    shortcut = FusedBatchNormalization(momentum=cfg.bn_momentum, name=f"shortbn{i}")(shortcut)
     return layers.Activation(cfg.activation, name=f"resact{i}")(layers.Add(name=f"resadd{i}")([y, shortcut]))
 
 
@@ -182,7 +183,7 @@ def sequence_layers(x, cfg: ModelConfig):
         for i in range(1, SEQUENCE_CONVS + 1):
             y = layers.Conv1D(cfg.dense_units, SEQUENCE_KERNEL, padding="same", use_bias=False,
                               name=f"seqconv{i}")(x)
-            y = layers.BatchNormalization(momentum=cfg.bn_momentum, name=f"seqbn{i}")(y)
+            y = FusedBatchNormalization(momentum=cfg.bn_momentum, name=f"seqbn{i}")(y)
             y = layers.Activation(cfg.activation, name=f"seqact{i}")(y)
             y = layers.Dropout(cfg.dropout, name=f"seqdropout{i}")(y)
             x = layers.Add(name=f"seqadd{i}")([x, y])
