@@ -73,10 +73,13 @@ def randomise_batch_norms(model, seed: int = 0) -> None:
 
 @pytest.mark.parametrize("sequence, shape, conv_block", [("bilstm2", "fixed", "plain"), ("bilstm2", "true", "plain"),
                                                        ("conv", "fixed", "plain"), ("bilstm2", "fixed", "residual"),
-                                                       ("bilstm2", "true", "residual")])
+                                                       ("bilstm2", "true", "residual"),
+                                                       ("bilstm2", "fixed", "pool_first"),
+                                                       ("bilstm2", "true", "pool_first")])
 def test_the_inference_copy_gives_the_same_probabilities_with_batch_norms_folded(sequence, shape, conv_block):
     """Prediction runs a copy with every batch normalisation folded into its convolution (the
-    residual blocks' three per block too) and a fixed-width model's LSTMs unrolled (faster on CPU);
+    residual blocks' three per block too, and, with positive scales, across ``pool_first``'s max-pool)
+    and a fixed-width model's LSTMs unrolled (faster on CPU);
     the probabilities must not move. A free-width model's LSTMs stay rolled (an unrolled loop needs
     its step count)."""
     import keras
@@ -92,7 +95,7 @@ def test_the_inference_copy_gives_the_same_probabilities_with_batch_norms_folded
     fast = for_inference(model)
     assert not [layer for layer in fast.layers if isinstance(layer, keras.layers.BatchNormalization)]
     assert len([layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]) == \
-        {"plain": 2, "residual": 6}[conv_block] + {"bilstm2": 0, "conv": 2}[sequence]
+        {"plain": 2, "pool_first": 2, "residual": 6}[conv_block] + {"bilstm2": 0, "conv": 2}[sequence]
     recurrent = [layer for layer in fast.layers if isinstance(layer, keras.layers.Bidirectional)]
     assert len(recurrent) == {"bilstm2": 2, "conv": 0}[sequence]
     assert all(l.forward_layer.unroll == l.backward_layer.unroll == (shape == "fixed") for l in recurrent)
@@ -238,6 +241,43 @@ def test_a_residual_block_adds_its_input_through_a_1x1_convolution():
     plain = prediction_model(build_crnn(ModelConfig(shape="fixed", img_height=16, img_width=32, conv_filters=(4, 8),
                                                     dense_units=8).validate(), num_classes=5))
     assert not np.allclose(keras.Model(plain.inputs, plain.get_layer("act1").output)(image), expected, atol=1e-3)
+
+
+def test_pool_first_normalises_the_pooled_map_and_a_negative_scale_stays_unfolded():
+    """``conv_block=pool_first``: each block max-pools its convolution's output before the batch
+    norm and the activation, so those see a quarter of the values (batch norm 1's batch statistics
+    are those of the pooled map), and the block's output has the plain block's shape. A batch norm
+    with a negative scale in some channel does not commute with the max-pool before it: the
+    inference copy keeps that one and folds the rest, and the probabilities do not move. finetune
+    reads the choice back."""
+    import keras
+    import numpy as np
+
+    from hwr.model import transfer
+    from hwr.model.folding import for_inference
+
+    keras.utils.set_random_seed(0)
+    cfg = ModelConfig(shape="fixed", img_height=16, img_width=32, conv_filters=(4, 8), dense_units=8, dropout=0.0,
+                      conv_block="pool_first", bn_momentum=0.0).validate()
+    full = build_crnn(cfg, num_classes=5)
+    assert transfer.model_config_of(full) == cfg
+    model = prediction_model(full)
+    plain = prediction_model(build_crnn(cfg.replace(conv_block="plain"), num_classes=5))
+    assert model.get_layer("act2").output.shape == plain.get_layer("pool2").output.shape == (None, 4, 8, 8)
+    images = np.random.default_rng(0).random((4, 16, 32, 1), np.float32)
+    taps = keras.Model(model.inputs, [model.get_layer("conv1").output, model.get_layer("pool1").output]
+                       + model.outputs)
+    conv, pooled, _ = taps(images, training=True)  # training: bn1 takes pool1's batch statistics
+    assert pooled.shape == (4, 8, 16, 4)
+    np.testing.assert_allclose(pooled, np.max(np.reshape(conv, (4, 8, 2, 16, 2, 4)), axis=(2, 4)))
+    np.testing.assert_allclose(full.get_layer("bn1").moving_mean, np.mean(pooled, (0, 1, 2)), rtol=1e-4, atol=1e-6)
+    randomise_batch_norms(model)
+    bn1 = model.get_layer("bn1")
+    gamma, *rest = bn1.get_weights()
+    bn1.set_weights([gamma * np.array([1.0, -1.0, 1.0, 1.0], np.float32), *rest])
+    fast = for_inference(model)
+    assert [layer.name for layer in fast.layers if isinstance(layer, keras.layers.BatchNormalization)] == ["bn1"]
+    np.testing.assert_allclose(fast(images, training=False), model(images, training=False), atol=1e-5)
 
 
 def test_height_pool_max_keeps_each_channels_largest_value_over_a_column():

@@ -21,7 +21,7 @@ SPLIT_GROUPS = ("page", "document")
 LINE_FILLS = ("background", "white")
 SPLITS = ("train", "val", "test")
 SHAPES = ("auto", "fixed", "true")
-CONV_BLOCKS = ("plain", "residual")  # each convolution block before its pooling
+CONV_BLOCKS = ("plain", "pool_first", "residual")  # each convolution block, its max-pool included
 HEIGHT_POOLS = ("flatten", "max")  # how a column of the convolutions' output becomes one feature vector
 SEQUENCES = ("bilstm2", "bilstm1", "conv")  # the sequence layers between the dense layer and the softmax
 WIDTH_POOLED_BLOCKS = 2  # the first two conv blocks halve the width (and height); later ones only the height
@@ -120,15 +120,17 @@ class ModelConfig(Config):
                                 "aspect ratio); a multiple of 2**len(conv_filters)", rule=POSITIVE)
     img_width: int = param(160, f"model input width in pixels, the widest image with shape=true (narrower images "
                                 f"are padded, wider ones squeezed); {FRAMES_HELP}", rule=POSITIVE)
-    conv_filters: tuple[int, ...] = param(DEFAULT_FILTERS, "filters of each convolution block (conv, batch "
-                                                           "norm, activation, max-pool), comma-separated",
+    conv_filters: tuple[int, ...] = param(DEFAULT_FILTERS, "filters of each convolution block (see "
+                                                           "conv_block), comma-separated",
                                           parse=lambda t: parse_int_list(t, "conv_filters"), text=int_list_text)
-    conv_block: str = param("plain", "each convolution block before its max-pool: `plain`: conv, batch norm, "
-                                     "activation; `residual`: He et al.'s basic block (two convs with batch norm, "
-                                     "added to a 1x1 conv of the block's input, then the activation): half the "
-                                     "training samples/s; in 10 equal minutes level on DHSD words (test CER 0.132 "
-                                     "against 0.138), behind on Hooker lines (0.494 against 0.456) "
-                                     "(docs/performance.md)", choices=CONV_BLOCKS)
+    conv_block: str = param("plain", "each convolution block: `plain`: conv, batch norm, activation, max pooling; "
+                                     "`pool_first`: conv, max pooling, batch norm, activation (the normalisation and "
+                                     "activation see the pooled map, a quarter of the values); `residual`: He et "
+                                     "al.'s basic block (two convs with batch norm, added to a 1x1 conv of the "
+                                     "block's input, then the activation), then the max pooling: half the training "
+                                     "samples/s; in 10 equal minutes level on DHSD words (test CER 0.132 against "
+                                     "0.138), behind on Hooker lines (0.494 against 0.456) (docs/performance.md)",
+                            choices=CONV_BLOCKS)
     height_pool: str = param("max", "how each column of the convolutions' output feeds the dense layer: `max`: "
                                     "each channel's largest value over the height (Retsinas et al. 2022's column "
                                     "max pooling); `flatten` (the default until 2026-12-07): its height x channels "

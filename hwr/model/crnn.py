@@ -117,7 +117,6 @@ def build_crnn(cfg: ModelConfig, num_classes: int) -> keras.Model:
     x = InputWidth(cfg.img_width, name=INPUT_WIDTH)(image) if cfg.true_width else image
     for i, filters in enumerate(cfg.conv_filters, start=1):
         x = conv_block(x, i, filters, cfg)
-        x = layers.MaxPooling2D((2, 2) if i <= WIDTH_POOLED_BLOCKS else (2, 1), name=f"pool{i}")(x)
     x = column_features(x, cfg)
     x = layers.Dense(cfg.dense_units, activation=cfg.activation, name="dense1")(x)
     x = features = layers.Dropout(cfg.dropout, name="dropout1")(x)
@@ -135,25 +134,34 @@ def build_crnn(cfg: ModelConfig, num_classes: int) -> keras.Model:
 
 
 def conv_block(x, i: int, filters: int, cfg: ModelConfig):
-    """Convolution block ``i`` (from 1) before its pooling, ``(batch, height, width, channels)`` in
-    and ``(batch, height, width, filters)`` out, as ``cfg.conv_block`` names it: ``plain``: a
-    convolution, batch norm and activation (layers ``convI``, ``bnI``, ``actI``); ``residual``: the
-    basic block of He et al., "Deep Residual Learning for Image Recognition" (CVPR 2016): that
-    convolution, batch norm and activation, a second convolution and batch norm (``resconvI``,
-    ``resbnI``), added to the input brought to ``filters`` channels by a 1x1 convolution and batch
-    norm (``shortconvI``, ``shortbnI``), then the activation (``resactI``). Every convolution
-    ``kernel_size`` square (but the 1x1), no bias; each batch norm follows its convolution, so that
+    """Convolution block ``i`` (from 1), ``(batch, height, width, channels)`` in and ``(batch, height / 2,
+    width / 2, filters)`` out (the width halved only by the first :data:`WIDTH_POOLED_BLOCKS` blocks),
+    as ``cfg.conv_block`` names it: ``plain``: a convolution, batch norm, activation and max-pool
+    (layers ``convI``, ``bnI``, ``actI``, ``poolI``); ``pool_first``: the same layers with the max-pool
+    straight after the convolution, so that the batch norm and the activation see a quarter of the
+    values (the maximum commutes with the activation, and with the batch norm's inference transform
+    wherever its scale is positive); ``residual``: the basic block of He et al., "Deep Residual
+    Learning for Image Recognition" (CVPR 2016): that convolution, batch norm and activation, a second
+    convolution and batch norm (``resconvI``, ``resbnI``), added to the input brought to ``filters``
+    channels by a 1x1 convolution and batch norm (``shortconvI``, ``shortbnI``), then the activation
+    (``resactI``) and the max-pool. Every convolution ``kernel_size`` square (but the 1x1), no bias;
+    each batch norm follows its convolution (or its convolution's max-pool), so that
     :func:`hwr.model.folding.for_inference` folds it in."""
+    pool = layers.MaxPooling2D((2, 2) if i <= WIDTH_POOLED_BLOCKS else (2, 1), name=f"pool{i}")
     y = layers.Conv2D(filters, cfg.kernel_size, padding="same", use_bias=False, name=f"conv{i}")(x)
+    if cfg.conv_block == "pool_first":
+        y = pool(y)
     y = FusedBatchNormalization(momentum=cfg.bn_momentum, name=f"bn{i}")(y)
     y = layers.Activation(cfg.activation, name=f"act{i}")(y)
-    if cfg.conv_block == "plain":
+    if cfg.conv_block == "pool_first":
         return y
+    if cfg.conv_block == "plain":
+        return pool(y)
     y = layers.Conv2D(filters, cfg.kernel_size, padding="same", use_bias=False, name=f"resconv{i}")(y)
     y = FusedBatchNormalization(momentum=cfg.bn_momentum, name=f"resbn{i}")(y)
     shortcut = layers.Conv2D(filters, 1, use_bias=False, name=f"shortconv{i}")(x)
     shortcut = FusedBatchNormalization(momentum=cfg.bn_momentum, name=f"shortbn{i}")(shortcut)
-    return layers.Activation(cfg.activation, name=f"resact{i}")(layers.Add(name=f"resadd{i}")([y, shortcut]))
+    return pool(layers.Activation(cfg.activation, name=f"resact{i}")(layers.Add(name=f"resadd{i}")([y, shortcut])))
 
 
 def column_features(x, cfg: ModelConfig):

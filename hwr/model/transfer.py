@@ -32,7 +32,7 @@ def model_config_of(full: keras.Model) -> ModelConfig:
             shape="true" if true_width(full) else "fixed", img_height=height, img_width=width,
             conv_filters=tuple(int(c.filters) for c in convs),
             kernel_size=int(convs[0].kernel_size[0]),
-            conv_block="residual" if "resconv1" in names else "plain",
+            conv_block=conv_block_of(full, names),
             height_pool="max" if "height_pool" in names else "flatten",
             activation=act if isinstance(act, str) else str(act.get("config", {}).get("name", act)),
             dense_units=int(full.get_layer("dense1").units),
@@ -45,6 +45,14 @@ def model_config_of(full: keras.Model) -> ModelConfig:
         )
     except (ValueError, IndexError, AttributeError) as exc:
         raise ConfigError(f"the base model is not a CRNN of this project ({exc})") from exc
+
+
+def conv_block_of(full: keras.Model, names: set[str]) -> str:
+    """The ``conv_block`` a full CRNN was built with, from its layers (``names``: theirs)."""
+    if "resconv1" in names:
+        return "residual"
+    order = [layer.name for layer in full.layers]
+    return "pool_first" if order.index("pool1") < order.index("bn1") else "plain"
 
 
 OUTPUTS = (OUTPUT_LAYER, AUX_OUTPUT_LAYER)  # the layers with one output per class
