@@ -20,20 +20,24 @@ def wide_word(height=40, width=160) -> np.ndarray:
     return image
 
 
-@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize("seed", range(2))
 def test_augment_keeps_shape_and_range_and_never_crops_a_wide_word(seed):
+    """A batch is augmented in one go, each image with its own draw: all of them keep the shape,
+    the range and the word (shrink-only scaling about the left edge moves its right end left,
+    never out of the image), and no two of the batch's images come out alike."""
     import tensorflow as tf
 
     tf.random.set_seed(seed)
     image = wide_word()
-    out = augment(tf.constant(image)).numpy()
-    assert out.shape == image.shape and out.dtype == np.float32
-    assert out.min() >= 0.0 and out.max() <= 1.0
-    ink_columns = np.where((out < 0.5).any(axis=(0, 2)))[0]
-    # shrink-only scaling about the left edge: the word's right end moves left, never out of the image
-    assert ink_columns.max() <= image.shape[1] - 1
-    assert ink_columns.max() >= 0.8 * (image.shape[1] - 2) - 2
-    assert (out < 0.5).sum() >= 0.5 * (image < 0.5).sum()  # the ink is still there
+    batch = augment(tf.constant(np.stack([image] * 8))).numpy()
+    assert batch.shape == (8, *image.shape) and batch.dtype == np.float32
+    for out in batch:
+        assert out.min() >= 0.0 and out.max() <= 1.0
+        ink_columns = np.where((out < 0.5).any(axis=(0, 2)))[0]
+        assert ink_columns.max() <= image.shape[1] - 1
+        assert ink_columns.max() >= 0.8 * (image.shape[1] - 2) - 2
+        assert (out < 0.5).sum() >= 0.5 * (image < 0.5).sum()  # the ink is still there
+    assert min(np.abs(a - b).max() for i, a in enumerate(batch) for b in batch[i + 1:]) > 0.1
 
 
 def test_dataset_batches_images_as_float_and_labels_as_ids():
