@@ -26,10 +26,10 @@ def for_inference(model: keras.Model, fold_norms: bool = True) -> keras.Model:
       positive in every channel: :func:`folded_into`) is folded into it: at inference a batch
       normalisation is a fixed per-channel scale ``gamma / sqrt(moving_variance + epsilon)`` and
       shift, so the convolution's kernel is multiplied by the scale and its bias becomes
-      ``(bias - moving_mean) * scale + beta`` (Ioffe & Szegedy 2015's inference transform, applied to the weights once instead of to every
-      image). The forward pass of the default word model at batch 64 went from 1.00-1.10 to
-      0.74-0.88 ms per image in interleaved rounds on a slow host (``bench/inference_copy.py``,
-      which compares with ``fold_norms=False``);
+      ``(bias - moving_mean) * scale + beta`` (Ioffe & Szegedy 2015's inference transform, applied
+      to the weights once instead of to every image). The forward pass of the default word model at
+      batch 64 went from 1.00-1.10 to 0.74-0.88 ms per image in interleaved rounds on a slow host
+      (``bench/inference_copy.py``, which compares with ``fold_norms=False``);
     - a fixed-width model's LSTMs are unrolled (a free-width model's cannot be: an unrolled loop
       needs its step count). Keras runs a recurrent layer as a loop over time steps, whose control
       costs more on a CPU than the small matrix products of one step; unrolled, the 40 steps of the
